@@ -1,0 +1,77 @@
+"""The three roles, as Django groups with model permissions.
+
+``ensure_role_groups`` runs after every migrate and is idempotent.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.contrib.auth.models import Group, Permission
+
+
+class Role(StrEnum):
+    TECHNICIAN = "technician"
+    DOCTOR = "doctor"
+    ADMIN = "admin"
+
+
+ROLE_PERMISSIONS: dict[Role, list[str]] = {
+    Role.TECHNICIAN: [
+        "cases.add_patient",
+        "cases.change_patient",
+        "cases.view_patient",
+        "cases.add_sample",
+        "cases.change_sample",
+        "cases.view_sample",
+        "cases.add_cellimage",
+        "cases.view_cellimage",
+    ],
+    Role.DOCTOR: [
+        "cases.view_patient",
+        "cases.view_sample",
+        "cases.view_cellimage",
+        "cases.review_sample",
+        "cases.sign_sample",
+    ],
+    Role.ADMIN: [
+        "cases.view_patient",
+        "cases.view_sample",
+        "cases.view_cellimage",
+        "cases.view_auditevent",
+        "accounts.add_user",
+        "accounts.change_user",
+        "accounts.view_user",
+        "auth.view_group",
+        "auth.change_group",
+        "classifier.view_modelversion",
+        "classifier.change_modelversion",
+    ],
+}
+
+
+def ensure_role_groups() -> None:
+    for role, perm_names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role.value)
+        perms = []
+        for name in perm_names:
+            app_label, codename = name.split(".")
+            perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if perm is not None:
+                perms.append(perm)
+        group.permissions.set(perms)
+
+
+def user_roles(user) -> set[str]:
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    cached = getattr(user, "_hv_roles", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        if user.is_superuser:
+            cached.add(Role.ADMIN.value)
+        user._hv_roles = cached
+    return cached
+
+
+def has_role(user, *roles: Role | str) -> bool:
+    return bool(user_roles(user) & {str(r) for r in roles})

@@ -1,0 +1,58 @@
+from django import forms
+from django.utils import timezone
+
+from .models import Patient, Priority, Sample, SpecimenType, Stain
+
+
+class PatientForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = ["mrn", "family_name", "given_name", "date_of_birth", "sex"]
+        widgets = {"date_of_birth": forms.DateInput(attrs={"type": "date"})}
+
+    def clean_date_of_birth(self):
+        dob = self.cleaned_data["date_of_birth"]
+        if dob > timezone.localdate():
+            raise forms.ValidationError("The date of birth cannot be in the future.")
+        return dob
+
+
+class SampleForm(forms.Form):
+    collected_at = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    received_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave empty for now.",
+    )
+    specimen_type = forms.ChoiceField(choices=SpecimenType.choices, initial=SpecimenType.PERIPHERAL_BLOOD)
+    stain = forms.ChoiceField(choices=Stain.choices, initial=Stain.MAY_GRUNWALD_GIEMSA)
+    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE)
+    wbc_count = Sample._meta.get_field("wbc_count").formfield(required=False)
+    clinical_notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def clean(self):
+        data = super().clean()
+        collected, received = data.get("collected_at"), data.get("received_at") or timezone.now()
+        if collected and collected > received:
+            self.add_error("collected_at", "The collection time cannot be after the time the sample was received.")
+        return data
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True, "accept": "image/*"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class ImageUploadForm(forms.Form):
+    images = MultipleFileField(label="Cell images")

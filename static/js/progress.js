@@ -1,0 +1,37 @@
+// Polls the sample's progress endpoint and updates image statuses without a reload.
+(function () {
+  const gallery = document.getElementById("image-gallery");
+  if (!gallery) return;
+  const url = gallery.dataset.progressUrl;
+  let knownImages = gallery.querySelectorAll("[data-image-id]").length;
+
+  async function poll() {
+    let data;
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) return schedule(10000);
+      data = await response.json();
+    } catch (e) {
+      return schedule(10000);
+    }
+    if (data.images.length !== knownImages) { window.location.reload(); return; }
+    for (const img of data.images) {
+      const fig = gallery.querySelector(`[data-image-id="${img.id}"]`);
+      if (!fig) continue;
+      const status = fig.querySelector('[data-role="status"]');
+      status.textContent = img.status_label;
+      status.className = "status status-" + img.status;
+      fig.querySelector('[data-role="error"]').textContent = img.error || "";
+    }
+    const s = document.getElementById("sample-status");
+    s.textContent = data.sample_status_label;
+    s.className = "status status-" + data.sample_status;
+    document.getElementById("progress-text").textContent = `${data.progress.done} of ${data.progress.total} processed`;
+    const bar = document.getElementById("progress-bar");
+    bar.max = Math.max(1, data.progress.total);
+    bar.value = data.progress.done;
+    if (data.progress.done < data.progress.total) schedule(2000);
+  }
+  function schedule(ms) { setTimeout(poll, ms); }
+  if (knownImages) schedule(1500);
+})();

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from accounts.roles import Role
+
+from .factories import PASSWORD, PatientFactory, SampleFactory, UserFactory
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CELLS = FIXTURES / "cells"
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_enqueue(request, monkeypatch):
+    """Unit tests don't talk to a broker; worker tests opt out with the 'worker' marker."""
+    if request.node.get_closest_marker("worker"):
+        return
+    calls = []
+    monkeypatch.setattr("classifier.services._send_to_broker", lambda image_ids: calls.append(list(image_ids)))
+    request.node.enqueued = calls
+
+
+@pytest.fixture
+def password():
+    return PASSWORD
+
+
+@pytest.fixture
+def technician(db):
+    return UserFactory(username="tech1", role=Role.TECHNICIAN)
+
+
+@pytest.fixture
+def doctor(db):
+    return UserFactory(username="doc1", role=Role.DOCTOR)
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin1", role=Role.ADMIN)
+
+
+@pytest.fixture
+def patient(db):
+    return PatientFactory()
+
+
+@pytest.fixture
+def sample(db, patient, technician):
+    return SampleFactory(patient=patient, created_by=technician)
+
+
+@pytest.fixture
+def cell_files():
+    """Real BCCD cells (a few per class) from TEST_SIMPLE."""
+    return sorted(CELLS.glob("*/*.jpeg"))
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,107 @@
+"""Role × URL → expected HTTP status, for every URL of the project.
+
+The table is checked against the URL conf: a new URL without an entry fails
+``test_every_url_has_an_entry``. Django admin's own pages are covered by its index and a
+few model pages (admin checks ``is_staff`` and model permissions itself).
+"""
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.roles import Role
+
+from .factories import PatientFactory, SampleFactory, UserFactory, image_bytes
+
+ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value)
+LOGIN = 302  # anonymous users are sent to the login page
+
+
+def _row(anon, tech, doctor, admin):
+    return dict(zip(ROLES, (anon, tech, doctor, admin), strict=True))
+
+
+# url name → (method, kwargs key, {role: status})
+MATRIX = {
+    "login": ("GET", None, _row(200, 302, 302, 302)),
+    "logout": ("POST", None, _row(302, 302, 302, 302)),
+    "healthz": ("GET", None, _row(200, 200, 200, 200)),
+    "home": ("GET", None, _row(LOGIN, 200, 200, 200)),
+    "patient-list": ("GET", None, _row(LOGIN, 200, 200, 200)),
+    "patient-create": ("GET", None, _row(LOGIN, 200, 403, 403)),
+    "patient-detail": ("GET", "patient", _row(LOGIN, 200, 200, 200)),
+    "sample-create": ("GET", "patient", _row(LOGIN, 200, 403, 403)),
+    "sample-list": ("GET", None, _row(LOGIN, 200, 200, 200)),
+    "sample-detail": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
+    "sample-upload": ("POST", "sample", _row(LOGIN, 302, 403, 403)),
+    "sample-progress": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
+    "image-file": ("GET", "image", _row(LOGIN, 200, 200, 200)),
+    "audit-trail": ("GET", None, _row(LOGIN, 403, 403, 200)),
+}
+ADMIN_PAGES = {
+    "admin:index": _row(302, 302, 302, 200),
+    "admin:accounts_user_changelist": _row(302, 302, 302, 200),
+    "admin:cases_auditevent_changelist": _row(302, 302, 302, 200),
+    "admin:auth_group_changelist": _row(302, 302, 302, 200),
+}
+
+
+def _project_url_names(patterns=None, namespace=None):
+    patterns = get_resolver().url_patterns if patterns is None else patterns
+    names = set()
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            if p.namespace == "admin":
+                continue
+            names |= _project_url_names(p.url_patterns, p.namespace or namespace)
+        elif isinstance(p, URLPattern):
+            assert p.name, f"URL pattern {p.pattern} has no name, so it cannot be in the access matrix"
+            names.add(f"{namespace}:{p.name}" if namespace else p.name)
+    return names
+
+
+def test_every_url_has_an_entry():
+    missing = _project_url_names() - set(MATRIX)
+    assert not missing, f"URLs without an access-matrix entry: {sorted(missing)}"
+    assert not set(MATRIX) - _project_url_names(), "matrix lists URLs that no longer exist"
+
+
+@pytest.fixture
+def objects(db, technician):
+    from cases.services import images_upload
+
+    patient = PatientFactory()
+    sample = SampleFactory(patient=patient)
+    result = images_upload(actor=technician, sample=sample, files=[("cell.png", image_bytes())])
+    return {"patient": patient, "sample": sample, "image": result.accepted[0]}
+
+
+def _client_for(client, role):
+    if role != "anonymous":
+        client.force_login(UserFactory(role=role))
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_role_url_matrix(client, objects, role, name):
+    method, key, expected = MATRIX[name]
+    kwarg = "patient_pk" if name == "sample-create" else "pk"
+    url = reverse(name, kwargs={kwarg: objects[key].pk} if key else {})
+    client = _client_for(client, role)
+    if method == "GET":
+        response = client.get(url)
+    else:
+        data = {"images": []} if name == "sample-upload" else {}
+        response = client.post(url, data)
+    assert response.status_code == expected[role], f"{role} {method} {url}"
+    if expected[role] == LOGIN and role == "anonymous" and name not in ("logout",):
+        assert reverse("login") in response["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", sorted(ADMIN_PAGES))
+def test_admin_pages_by_role(client, role, name):
+    client = _client_for(client, role)
+    response = client.get(reverse(name))
+    assert response.status_code == ADMIN_PAGES[name][role]
