@@ -9,7 +9,13 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from cases import audit
+
         from . import signals  # noqa: F401  (audit of sign-in / sign-out)
+        from .models import User
+
+        audit.register(User)
+        audit.register_m2m(User.groups.through, field="groups")
         from .roles import ensure_role_groups
 
         # After every app: permissions of later apps exist only once their own migrate ran.

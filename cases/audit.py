@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import models
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 _actor: contextvars.ContextVar = contextvars.ContextVar("hv_audit_actor", default=None)
 _ip: contextvars.ContextVar = contextvars.ContextVar("hv_audit_ip", default=None)
@@ -155,6 +155,29 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
 
 def _post_delete(sender, instance, **kwargs):
     record_event(action=AuditAction.DELETE, obj=instance, old_values=snapshot(instance))
+
+
+def _m2m_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+    field = _M2M_FIELDS.get(sender)
+    if field is None or reverse or action not in ("pre_add", "pre_remove", "pre_clear", "post_add", "post_remove",
+                                                 "post_clear"):
+        return
+    current = sorted(str(o) for o in getattr(instance, field).all())
+    if action.startswith("pre_"):
+        instance._hv_audit_m2m_old = current
+        return
+    old = getattr(instance, "_hv_audit_m2m_old", [])
+    if old != current:
+        record_event(action=AuditAction.UPDATE, obj=instance, old_values={field: old}, new_values={field: current})
+
+
+_M2M_FIELDS: dict = {}
+
+
+def register_m2m(through: type[models.Model], *, field: str) -> None:
+    """Audit membership changes of a many-to-many field (e.g. a user's groups = roles)."""
+    _M2M_FIELDS[through] = field
+    m2m_changed.connect(_m2m_changed, sender=through, dispatch_uid=f"hv-audit-m2m-{through._meta.label_lower}")
 
 
 def register(model: type[models.Model]) -> type[models.Model]:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up and run HematoVision on one machine: web server + Celery worker (with beat),
+# SQLite and kombu's filesystem broker unless DATABASE_URL / REDIS_URL say otherwise.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements.txt
+
+export DEBUG=${DEBUG:-1}
+PORT=${PORT:-8000}
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput -v0
+.venv/bin/python manage.py register_model --activate-if-none
+.venv/bin/python manage.py seed_demo
+
+mkdir -p var/log
+.venv/bin/celery -A hematovision worker --beat --loglevel INFO --concurrency "${HV_WORKERS:-2}" \
+    --schedule var/celerybeat-schedule >var/log/worker.log 2>&1 &
+WORKER_PID=$!
+trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM
+echo "Celery worker started (pid $WORKER_PID, log var/log/worker.log)"
+echo "HematoVision: http://127.0.0.1:$PORT/  (sign in with a demo user above; Ctrl-C stops everything)"
+.venv/bin/python manage.py runserver "127.0.0.1:$PORT" --noreload
