@@ -1,9 +1,44 @@
-"""Writes of the classifier app: queueing images, storing predictions, the model registry."""
+"""Writes of the classifier app: queueing and classifying images, the model registry.
+
+The database is the source of truth for progress: an image is ``queued`` until a worker
+stores its Prediction. Messages on the broker are only wake-up calls, so a lost message,
+a killed worker or a broker that was down when the image was uploaded is repaired by the
+periodic sweeper, and a redelivered message finds the prediction already stored.
+"""
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cases import services as case_services
+from cases.audit import audit_context
+from cases.models import CellImage, ImageStatus, Sample, SampleStatus
+
+from . import selectors
+from .models import ModelVersion, Prediction
 
 logger = logging.getLogger(__name__)
+
+
+class NoActiveModel(Exception):
+    """No model version is active: images stay queued until an admin activates one."""
+
+
+class ModelFileMismatch(Exception):
+    """The model file on disk is not the one registered (sha256 differs)."""
+
+
+# Queueing -----------------------------------------------------------------
 
 
 def _send_to_broker(image_ids: list[int]) -> None:
@@ -13,12 +48,234 @@ def _send_to_broker(image_ids: list[int]) -> None:
 
 
 def enqueue_classification(*, image_ids: list[int]) -> None:
-    """Send images to the workers. Called from ``transaction.on_commit``.
+    """Send images to the workers in batches. Called from ``transaction.on_commit``.
 
     If the broker is unreachable the images stay 'queued' in the database and the
     periodic sweeper sends them again: an accepted upload is never lost.
     """
-    try:
-        _send_to_broker(image_ids)
-    except Exception:  # broker down: the sweeper re-enqueues later
-        logger.exception("Could not enqueue images %s; the sweeper will retry", image_ids)
+    size = settings.HV_CLASSIFY_BATCH_SIZE
+    for start in range(0, len(image_ids), size):
+        batch = image_ids[start : start + size]
+        try:
+            _send_to_broker(batch)
+        except Exception:  # broker down: the sweeper re-enqueues later
+            logger.exception("Could not enqueue images %s; the sweeper will send them again", batch)
+
+
+def sweep_stuck_images(
+    *,
+    queued_older_than: datetime.timedelta | None = None,
+    classifying_older_than: datetime.timedelta | None = None,
+) -> int:
+    """Re-enqueue images stuck in queued/classifying; give up on ones that failed too often."""
+    queued_older_than = queued_older_than or datetime.timedelta(seconds=settings.HV_SWEEP_QUEUED_AFTER_S)
+    classifying_older_than = classifying_older_than or datetime.timedelta(
+        seconds=settings.HV_SWEEP_CLASSIFYING_AFTER_S
+    )
+    stuck = list(
+        selectors.images_to_sweep(
+            queued_older_than=queued_older_than, classifying_older_than=classifying_older_than
+        ).values_list("pk", "attempts", "sample_id")
+    )
+    resend = []
+    for pk, attempts, sample_id in stuck:
+        if attempts >= settings.HV_MAX_CLASSIFY_ATTEMPTS:
+            image = CellImage.objects.get(pk=pk)
+            case_services.image_set_status(
+                image=image,
+                status=ImageStatus.FAILED,
+                error_message=f"Classification did not complete after {attempts} attempts.",
+            )
+            _refresh_sample(sample_id=sample_id)
+        else:
+            resend.append(pk)
+    if resend:
+        # Touch them so the next sweep waits a full period before sending them again.
+        CellImage.objects.filter(pk__in=resend).update(status_changed_at=timezone.now())
+        enqueue_classification(image_ids=resend)
+    if stuck:
+        logger.info("Sweeper: %d stuck image(s), %d re-enqueued", len(stuck), len(resend))
+    return len(resend)
+
+
+# Classification -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifyOutcome:
+    classified: list[int]
+    failed: list[int]
+    skipped: list[int]
+
+
+def _load_active_classifier(version: ModelVersion):
+    from classifier.inference import load_classifier
+
+    model_path = resolve_path(version.file_path)
+    card_path = resolve_path(version.card_path) if version.card_path else None
+    clf = load_classifier(model_path=model_path, card_path=card_path)
+    if clf.sha256 != version.sha256:
+        raise ModelFileMismatch(
+            f"{model_path} has sha256 {clf.sha256[:12]}…, but model version {version.name} "
+            f"was registered with {version.sha256[:12]}…"
+        )
+    return clf
+
+
+def _claim(*, image_ids: list[int], version: ModelVersion) -> list[CellImage]:
+    """Mark the images this task will classify; skip those already done by this version."""
+    with transaction.atomic():
+        images = list(
+            CellImage.objects.select_for_update()
+            .filter(pk__in=image_ids, status__in=[ImageStatus.QUEUED, ImageStatus.CLASSIFYING])
+            .exclude(predictions__model_version=version)
+            .order_by("pk")
+        )
+        now = timezone.now()
+        for image in images:
+            image.status = ImageStatus.CLASSIFYING
+            image.status_changed_at = now
+            image.attempts += 1
+        CellImage.objects.bulk_update(images, ["status", "status_changed_at", "attempts"])
+    for sample_id in {img.sample_id for img in images}:
+        sample = Sample.objects.get(pk=sample_id)
+        if sample.status == SampleStatus.IMAGES_UPLOADED:
+            case_services.sample_transition(sample=sample, to_status=SampleStatus.CLASSIFYING)
+    return images
+
+
+def _refresh_sample(*, sample_id: int) -> None:
+    case_services.sample_refresh_classification_status(sample=Sample.objects.get(pk=sample_id))
+
+
+def _fail(*, image: CellImage, message: str) -> None:
+    case_services.image_set_status(image=image, status=ImageStatus.FAILED, error_message=message)
+
+
+def _store(*, image: CellImage, version: ModelVersion, result) -> None:
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                prediction = Prediction(
+                    image=image,
+                    model_version=version,
+                    predicted_class=result.label,
+                    probabilities=result.probabilities,
+                    confidence=result.confidence,
+                    unidentified=result.unidentified,
+                    inference_ms=result.inference_ms,
+                )
+                if result.heatmap_png:
+                    prediction.heatmap.save(f"{image.pk}-{version.pk}.png", ContentFile(result.heatmap_png), save=False)
+                prediction.save()
+        except IntegrityError:
+            # A redelivered or duplicate task stored it first: keep that one.
+            if not Prediction.objects.filter(image=image, model_version=version).exists():
+                raise
+            if prediction.heatmap:
+                prediction.heatmap.delete(save=False)
+        case_services.image_set_status(image=image, status=ImageStatus.CLASSIFIED)
+
+
+def classify_images(*, image_ids: list[int]) -> ClassifyOutcome:
+    """Classify a batch of images with the active model and store one Prediction each.
+
+    Idempotent: images already classified by the active model are skipped. An image that
+    cannot be decoded ends as failed with a readable error; the rest of the batch goes on.
+    Errors that may pass (database, storage, model loading) propagate so the task retries.
+    """
+    from classifier.preprocessing import load_image
+
+    version = selectors.active_model_version()
+    if version is None:
+        raise NoActiveModel("No active model version; an admin must activate one.")
+    with audit_context(reason=f"classified by {version.name}"):
+        images = _claim(image_ids=image_ids, version=version)
+        skipped = sorted(set(image_ids) - {img.pk for img in images})
+        if not images:
+            return ClassifyOutcome(classified=[], failed=[], skipped=skipped)
+
+        classifier = _load_active_classifier(version)
+        decoded, ready, failed = [], [], []
+        for image in images:
+            try:
+                with image.file.open("rb") as fh:
+                    decoded.append(load_image(fh.read()))
+                ready.append(image)
+            except FileNotFoundError:
+                raise  # storage hiccup: retry the task
+            except Exception as exc:  # noqa: BLE001 - a bad image must not stop the batch
+                _fail(image=image, message=f"The image could not be read for classification: {exc}")
+                failed.append(image.pk)
+
+        if ready:
+            started = time.perf_counter()
+            results = classifier.predict(images=decoded)
+            logger.info("Classified %d image(s) in %.0f ms", len(ready), (time.perf_counter() - started) * 1000)
+            for image, result in zip(ready, results, strict=True):
+                _store(image=image, version=version, result=result)
+        for sample_id in {img.sample_id for img in images}:
+            _refresh_sample(sample_id=sample_id)
+    return ClassifyOutcome(classified=[i.pk for i in ready], failed=failed, skipped=skipped)
+
+
+def mark_failed_after_retries(*, image_ids: list[int], error: str) -> None:
+    """The task gave up: images still pending end as failed with the error, never silently."""
+    for image in CellImage.objects.filter(pk__in=image_ids, status__in=[ImageStatus.QUEUED, ImageStatus.CLASSIFYING]):
+        _fail(image=image, message=f"Classification failed after retries: {error}")
+        _refresh_sample(sample_id=image.sample_id)
+
+
+# Model registry -----------------------------------------------------------
+
+
+def resolve_path(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(settings.BASE_DIR) / p
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_version_register(*, model_path: Path, card_path: Path, actor=None, activate: bool = False) -> ModelVersion:
+    """Register a model file with its JSON card; its sha256 must match the card."""
+    card = json.loads(card_path.read_text())
+    sha = file_sha256(model_path)
+    if card.get("sha256") and card["sha256"] != sha:
+        raise ModelFileMismatch(f"{model_path.name}: sha256 {sha} does not match its card ({card['sha256']})")
+    base = Path(settings.BASE_DIR)
+
+    def rel(p: Path) -> str:
+        p = p.resolve()
+        return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+
+    with transaction.atomic(), audit_context(actor=actor):
+        version, _ = ModelVersion.objects.update_or_create(
+            name=card.get("name") or model_path.stem,
+            defaults={
+                "file_path": rel(model_path),
+                "card_path": rel(card_path),
+                "sha256": sha,
+                "metrics": card.get("metrics", {}),
+                "threshold": float(card["threshold"]),
+            },
+        )
+        if activate:
+            model_version_activate(version=version, actor=actor)
+    return version
+
+
+def model_version_activate(*, version: ModelVersion, actor=None, reason: str = "") -> ModelVersion:
+    """Make ``version`` the one workers serve (workers pick it up on their next task)."""
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        for other in ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk):
+            other.is_active = False
+            other.save(update_fields=["is_active"])
+        version.is_active = True
+        version.save(update_fields=["is_active"])
+    return version

@@ -1,7 +1,40 @@
+"""Celery tasks: thin wrappers around classifier.services."""
+from __future__ import annotations
+
+import logging
+
 from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+# Errors that may pass: the database or storage was briefly unreachable, the model file
+# was being replaced, or no model is active yet.
+TRANSIENT = (OperationalError, InterfaceError, DatabaseError, OSError, services.NoActiveModel, MemoryError)
 
 
-@shared_task(name="classifier.classify_images")
-def classify_images(image_ids: list[int]) -> None:
-    """Placeholder until the classification worker lands (issue 4)."""
-    return None
+@shared_task(
+    bind=True,
+    name="classifier.classify_images",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+)
+def classify_images(self, image_ids: list[int]) -> dict:
+    try:
+        outcome = services.classify_images(image_ids=image_ids)
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            services.mark_failed_after_retries(image_ids=image_ids, error=str(exc))
+            raise
+        countdown = min(60, 2 ** (self.request.retries + 1))
+        logger.warning("Transient error on %s (%s); retry in %ss", image_ids, exc, countdown)
+        raise self.retry(exc=exc, countdown=countdown)
+    return {"classified": outcome.classified, "failed": outcome.failed, "skipped": outcome.skipped}
+
+
+@shared_task(name="classifier.sweep_stuck_images", acks_late=True)
+def sweep_stuck_images() -> int:
+    return services.sweep_stuck_images()

@@ -185,3 +185,13 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# Classification: batch size per task, when the sweeper re-enqueues stuck images, retries.
+HV_CLASSIFY_BATCH_SIZE = env.int("HV_CLASSIFY_BATCH_SIZE", default=8)
+HV_SWEEP_QUEUED_AFTER_S = env.int("HV_SWEEP_QUEUED_AFTER_S", default=120)
+HV_SWEEP_CLASSIFYING_AFTER_S = env.int("HV_SWEEP_CLASSIFYING_AFTER_S", default=300)
+HV_SWEEP_INTERVAL_S = env.float("HV_SWEEP_INTERVAL_S", default=60.0)
+HV_MAX_CLASSIFY_ATTEMPTS = env.int("HV_MAX_CLASSIFY_ATTEMPTS", default=5)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-images": {"task": "classifier.sweep_stuck_images", "schedule": HV_SWEEP_INTERVAL_S},
+}
