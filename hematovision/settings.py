@@ -36,10 +36,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_filters",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "axes",
     "accounts",
     "cases",
     "classifier",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -197,4 +201,23 @@ HV_SWEEP_INTERVAL_S = env.float("HV_SWEEP_INTERVAL_S", default=60.0)
 HV_MAX_CLASSIFY_ATTEMPTS = env.int("HV_MAX_CLASSIFY_ATTEMPTS", default=5)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-images": {"task": "classifier.sweep_stuck_images", "schedule": HV_SWEEP_INTERVAL_S},
+}
+
+# REST API (api/): session + token auth, role permissions per endpoint, OpenAPI by drf-spectacular.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HematoVision API",
+    "DESCRIPTION": "AI-assisted white-blood-cell review: patients, samples, images, predictions, reviews, sign-off.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
