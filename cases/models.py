@@ -114,6 +114,7 @@ class Sample(models.Model):
         blank=True,
         validators=[MinValueValidator(0)],
     )
+    review_comment = models.TextField(blank=True, help_text="The reviewing doctor's comment on the sample")
     status = models.CharField(max_length=32, choices=SampleStatus.choices, default=SampleStatus.REGISTERED)
     status_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -235,4 +236,93 @@ class AuditEvent(models.Model):
 
 
 for _model in (Patient, Sample, CellImage):
+    audit.register(_model)
+
+
+# Review and sign-off --------------------------------------------------------
+
+EXCLUDED = "EXCLUDED"
+FINAL_CLASS_CHOICES = [
+    ("EOSINOPHIL", "Eosinophil"),
+    ("LYMPHOCYTE", "Lymphocyte"),
+    ("MONOCYTE", "Monocyte"),
+    ("NEUTROPHIL", "Neutrophil"),
+    (EXCLUDED, "Not classified / excluded"),
+]
+
+
+class CellReview(models.Model):
+    """A doctor's verdict on one cell: the final class (or excluded) and a comment."""
+
+    image = models.OneToOneField(CellImage, on_delete=models.PROTECT, related_name="review")
+    final_class = models.CharField(max_length=16, choices=FINAL_CLASS_CHOICES)
+    ai_class = models.CharField(max_length=16, blank=True, help_text="The AI's class when reviewed")
+    ai_unidentified = models.BooleanField(default=False)
+    comment = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.image_id}: {self.final_class}"
+
+    @property
+    def agrees_with_ai(self) -> bool:
+        return self.final_class == self.ai_class
+
+
+class SignatureMeaning(models.TextChoices):
+    REVIEWED_APPROVED = "reviewed_and_approved", "Reviewed and approved"
+
+
+class Signature(models.Model):
+    """An electronic signature: who, when, what it means, and the exact result signed.
+
+    Signatures are never changed or deleted; an amendment adds a new one and the earlier
+    ones stay readable with the result they signed (``snapshot``).
+    """
+
+    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="signatures")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    printed_name = models.CharField(max_length=200)
+    meaning = models.CharField(max_length=32, choices=SignatureMeaning.choices)
+    signed_at = models.DateTimeField(default=timezone.now)
+    version = models.PositiveIntegerField(help_text="1 for the first sign-off, 2 after the first amendment …")
+    amendment_reason = models.TextField(blank=True)
+    snapshot = models.JSONField(help_text="The signed result: differential, cells, comments, model versions")
+    snapshot_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["sample", "version"]
+        constraints = [models.UniqueConstraint(fields=["sample", "version"], name="one_signature_per_version")]
+
+    def __str__(self) -> str:
+        return f"{self.sample} v{self.version} signed by {self.printed_name}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Signatures cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Signatures cannot be deleted.")
+
+    @property
+    def is_amendment(self) -> bool:
+        return self.version > 1
+
+
+class Amendment(models.Model):
+    """A signed sample reopened for correction, with the mandatory reason."""
+
+    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="amendments")
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    previous_signature = models.ForeignKey(Signature, on_delete=models.PROTECT, related_name="+")
+
+    def __str__(self) -> str:
+        return f"Amendment of {self.sample} ({self.requested_at:%Y-%m-%d})"
+
+
+for _model in (CellReview, Signature, Amendment):
     audit.register(_model)

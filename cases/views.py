@@ -112,6 +112,7 @@ class SampleDetailView(RoleRequiredMixin, View):
                 "images": selectors.sample_images(sample=sample),
                 "progress": selectors.sample_image_progress(sample=sample),
                 "upload_form": ImageUploadForm(),
+                "signatures": sample.signatures.order_by("version"),
             },
         )
 

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.roles import Role
 
-from .factories import PatientFactory, SampleFactory, UserFactory, image_bytes
+from .factories import PASSWORD, PatientFactory, SampleFactory, UserFactory, image_bytes, make_classified_sample
 
 ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value)
 LOGIN = 302  # anonymous users are sent to the login page
@@ -35,6 +35,25 @@ MATRIX = {
     "sample-progress": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
     "image-file": ("GET", "image", _row(LOGIN, 200, 200, 200)),
     "audit-trail": ("GET", None, _row(LOGIN, 403, 403, 200)),
+    "worklist": ("GET", None, _row(LOGIN, 403, 200, 403)),
+    "sample-review": ("GET", "reviewable", _row(LOGIN, 403, 200, 403)),
+    "cell-review": ("POST", "reviewable_image", _row(LOGIN, 403, 200, 403)),
+    "group-confirm": ("POST", "reviewable", _row(LOGIN, 403, 302, 403)),
+    "sample-comment": ("POST", "reviewable", _row(LOGIN, 403, 302, 403)),
+    "sample-sign": ("POST", "reviewable", _row(LOGIN, 403, 400, 403)),  # 400: wrong password
+    "sample-amend": ("POST", "signed", _row(LOGIN, 403, 302, 403)),
+    "signed-version": ("GET", "signed_version", _row(LOGIN, 200, 200, 200)),
+    "sample-report-pdf": ("GET", "signed", _row(LOGIN, 200, 200, 200)),
+    "sample-fhir": ("GET", "signed", _row(LOGIN, 200, 200, 200)),
+    "image-heatmap": ("GET", "image", _row(LOGIN, 404, 404, 404)),  # 404: no prediction yet
+    "agreement": ("GET", None, _row(LOGIN, 403, 200, 200)),
+}
+POST_DATA = {
+    "cell-review": {"final_class": "EOSINOPHIL"},
+    "group-confirm": {"ai_class": "LYMPHOCYTE"},
+    "sample-comment": {"comment": "ok"},
+    "sample-sign": {"password": "wrong", "meaning": "reviewed_and_approved"},
+    "sample-amend": {"reason": "matrix test"},
 }
 ADMIN_PAGES = {
     "admin:index": _row(302, 302, 302, 200),
@@ -65,13 +84,37 @@ def test_every_url_has_an_entry():
 
 
 @pytest.fixture
-def objects(db, technician):
+def objects(db, technician, cell_files):
+    from cases import reviews
     from cases.services import images_upload
 
     patient = PatientFactory()
     sample = SampleFactory(patient=patient)
     result = images_upload(actor=technician, sample=sample, files=[("cell.png", image_bytes())])
-    return {"patient": patient, "sample": sample, "image": result.accepted[0]}
+    files = [(p.name, p.read_bytes()) for p in cell_files[:2]]
+    reviewable = make_classified_sample(technician=technician, files=files, ai_classes=["EOSINOPHIL", "LYMPHOCYTE"])
+    signed = make_classified_sample(technician=technician, files=files, ai_classes=["EOSINOPHIL", "LYMPHOCYTE"])
+    signer = UserFactory(role=Role.DOCTOR)
+    for image in signed.images.all():
+        reviews.cell_review(actor=signer, image=image, final_class="EOSINOPHIL")
+    reviews.sample_sign(actor=signer, sample=signed, password=PASSWORD)
+    return {
+        "patient": patient, "sample": sample, "image": result.accepted[0], "reviewable": reviewable,
+        "reviewable_image": reviewable.images.first(), "signed": signed, "signed_version": signed,
+    }
+
+
+def _url(name, key, objects):
+    if key is None:
+        return reverse(name)
+    obj = objects[key]
+    if name == "sample-create":
+        return reverse(name, kwargs={"patient_pk": obj.pk})
+    if name == "cell-review":
+        return reverse(name, kwargs={"pk": obj.sample_id, "image_pk": obj.pk})
+    if name == "signed-version":
+        return reverse(name, kwargs={"pk": obj.pk, "version": 1})
+    return reverse(name, kwargs={"pk": obj.pk})
 
 
 def _client_for(client, role):
@@ -85,14 +128,12 @@ def _client_for(client, role):
 @pytest.mark.parametrize("name", sorted(MATRIX))
 def test_role_url_matrix(client, objects, role, name):
     method, key, expected = MATRIX[name]
-    kwarg = "patient_pk" if name == "sample-create" else "pk"
-    url = reverse(name, kwargs={kwarg: objects[key].pk} if key else {})
+    url = _url(name, key, objects)
     client = _client_for(client, role)
     if method == "GET":
         response = client.get(url)
     else:
-        data = {"images": []} if name == "sample-upload" else {}
-        response = client.post(url, data)
+        response = client.post(url, POST_DATA.get(name, {}))
     assert response.status_code == expected[role], f"{role} {method} {url}"
     if expected[role] == LOGIN and role == "anonymous" and name not in ("logout",):
         assert reverse("login") in response["Location"]
