@@ -1,9 +1,35 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+from .permissions import IsClinicalStaff
 
 app_name = "api"
 
+# The schema and its UI are for signed-in clinical staff only; GET only (the HTML renderer of the
+# UI cannot render an OPTIONS answer).
+_docs_access = {
+    "authentication_classes": views.APIBase.authentication_classes,
+    "permission_classes": [IsClinicalStaff],
+    "http_method_names": ["get", "head"],
+}
+
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", SpectacularAPIView.as_view(**_docs_access), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", **_docs_access), name="docs"),
+    path("auth/token/", views.ObtainTokenView.as_view(), name="token"),
+    path("auth/token/revoke/", views.RevokeTokenView.as_view(), name="token-revoke"),
+    path("patients/", views.PatientListCreateView.as_view(), name="patient-list"),
+    path("patients/<int:pk>/", views.PatientDetailView.as_view(), name="patient-detail"),
+    path("samples/", views.SampleListCreateView.as_view(), name="sample-list"),
+    path("samples/<int:pk>/", views.SampleDetailView.as_view(), name="sample-detail"),
+    path("samples/<int:pk>/images/", views.SampleImagesView.as_view(), name="sample-images"),
+    path("images/<int:pk>/file/", views.ImageFileView.as_view(), name="image-file"),
+    path("predictions/<int:pk>/heatmap/", views.PredictionHeatmapView.as_view(), name="prediction-heatmap"),
+    path("model-versions/", views.ModelVersionListView.as_view(), name="modelversion-list"),
+    path("model-versions/<int:pk>/activate/", views.ModelVersionActivateView.as_view(), name="modelversion-activate"),
+    path("audit/", views.AuditEventListView.as_view(), name="audit-list"),
+    # Last: unknown paths (e.g. a non-numeric id) get a JSON 404. Only paths ending in "/", so that
+    # APPEND_SLASH still redirects /api/v1/patients to /api/v1/patients/.
+    re_path(r"^[\s\S]*/$", views.not_found, name="not-found"),
 ]

@@ -4,7 +4,7 @@ from cases import audit
 from cases.models import CellImage
 
 CELL_CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-CellClass = models.TextChoices("CellClass", [(c, c.capitalize()) for c in CELL_CLASSES])
+CellClass = models.TextChoices("CellClass", [(c, (c, c.capitalize())) for c in CELL_CLASSES])
 
 
 class ModelVersion(models.Model):

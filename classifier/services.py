@@ -68,10 +68,10 @@ def sweep_stuck_images(
     classifying_older_than: datetime.timedelta | None = None,
 ) -> int:
     """Re-enqueue images stuck in queued/classifying; give up on ones that failed too often."""
-    queued_older_than = queued_older_than or datetime.timedelta(seconds=settings.HV_SWEEP_QUEUED_AFTER_S)
-    classifying_older_than = classifying_older_than or datetime.timedelta(
-        seconds=settings.HV_SWEEP_CLASSIFYING_AFTER_S
-    )
+    if queued_older_than is None:
+        queued_older_than = datetime.timedelta(seconds=settings.HV_SWEEP_QUEUED_AFTER_S)
+    if classifying_older_than is None:
+        classifying_older_than = datetime.timedelta(seconds=settings.HV_SWEEP_CLASSIFYING_AFTER_S)
     stuck = list(
         selectors.images_to_sweep(
             queued_older_than=queued_older_than, classifying_older_than=classifying_older_than
@@ -262,7 +262,7 @@ def model_version_register(*, model_path: Path, card_path: Path, actor=None, act
                 "card_path": rel(card_path),
                 "sha256": sha,
                 "metrics": card.get("metrics", {}),
-                "threshold": float(card["threshold"]),
+                "threshold": float(card.get("calibration", {}).get("threshold", card.get("threshold", 0.0))),
             },
         )
         if activate:

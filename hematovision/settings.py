@@ -4,6 +4,7 @@ Defaults run everything on one machine: SQLite and kombu's filesystem broker.
 Production sets DATABASE_URL (PostgreSQL), REDIS_URL / CELERY_BROKER_URL, SECRET_KEY,
 ALLOWED_HOSTS, DEBUG=0 and HV_PRODUCTION=1 (secure cookies, HSTS, SSL redirect).
 """
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "accounts",
     "cases",
@@ -85,7 +87,10 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that worker processes started by the tests share it.
-    DATABASES["default"]["TEST"] = {"NAME": env("HV_TEST_SQLITE", default=str(VAR_DIR / "test-db.sqlite3"))}
+    # One file per test process, so that concurrent test runs never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("HV_TEST_SQLITE", default=str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
+    }
     # Several processes (web, worker, beat) share the file: wait for locks, WAL mode.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
@@ -206,9 +211,11 @@ CELERY_BEAT_SCHEDULE = {
 # REST API (api/): session + token auth, role permissions per endpoint, OpenAPI by drf-spectacular.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",  # first, so anonymous callers get 401
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"api-login": "10/min", "api-upload": "60/min"},
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -220,4 +227,6 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "AI-assisted white-blood-cell review: patients, samples, images, predictions, reviews, sign-off.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }

@@ -19,3 +19,5 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("", include("cases.urls")),
 ]
+
+handler500 = "api.exceptions.server_error"

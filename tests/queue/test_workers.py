@@ -76,13 +76,17 @@ def test_worker_killed_mid_task_then_image_is_classified_by_the_next_worker(setu
     )
     first.kill()
     assert not _all_classified(ids)
-    start_worker()
+    second = start_worker()
     # Redis redelivers unacked messages only after the visibility timeout; the sweeper
     # (celery beat runs it every minute) finds the stuck images first.
-    services.sweep_stuck_images(
+    resent = services.sweep_stuck_images(
         queued_older_than=datetime.timedelta(0), classifying_older_than=datetime.timedelta(0)
     )
-    wait_for(lambda: _all_classified(ids), timeout=CLASSIFY_TIMEOUT, message="classification after the kill")
+    assert resent == 2
+    wait_for(
+        lambda: _all_classified(ids), timeout=CLASSIFY_TIMEOUT,
+        message=f"classification after the kill\n{second.log()}",
+    )
     assert Prediction.objects.filter(image_id__in=ids).count() == 2
 
 

@@ -1,0 +1,432 @@
+"""REST API views: authenticate, check the role, parse input, call a service or selector.
+
+Every write goes through ``cases.services`` / ``classifier.services``; errors they raise are
+mapped to HTTP statuses by ``api.exceptions.api_exception_handler``.
+"""
+from __future__ import annotations
+
+import json
+
+from axes.helpers import get_cool_off
+from django.conf import settings
+from django.contrib.auth import authenticate, user_logged_in, user_logged_out
+from django.db.models import Prefetch
+from django.http import FileResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cases import selectors, services
+from cases.audit import AuditAction, record_event
+from cases.models import CellImage, Sample
+from cases.validation import ImageRejected
+from classifier import services as classifier_services
+from classifier.models import ModelVersion, Prediction
+
+from . import serializers as s
+from .exceptions import api_exception_handler
+from .filters import AuditEventFilter, PatientFilter, SampleFilter
+from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff
+from .throttling import HVScopedRateThrottle
+
+IMAGE_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "BMP": "image/bmp"}
+
+ERRORS = {
+    401: OpenApiResponse(s.ErrorSerializer, description="Not signed in"),
+    403: OpenApiResponse(s.ErrorSerializer, description="Signed in, but the role does not allow this"),
+}
+UNSUPPORTED = {415: OpenApiResponse(s.ErrorSerializer, description="Unsupported or malformed request body type")}
+INVALID_INPUT = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid input (field → messages)"),
+    **UNSUPPORTED,
+}
+NOT_FOUND = {404: OpenApiResponse(s.ErrorSerializer, description="No such record")}
+LIST_ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid filter value (field → messages)"),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such page"),
+    **ERRORS,
+}
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class APIBase:
+    # Defaults of every API view (no docstring: it would become every operation's description).
+    # Token authentication first, so that anonymous requests get 401 with WWW-Authenticate.
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    pagination_class = Pagination
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+
+class BinaryRenderer(BaseRenderer):
+    """Lets clients ask for ``image/*``; errors are still written as JSON."""
+
+    media_type = "image/*"
+    format = "image"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if data is None:
+            return b""
+        return json.dumps(data).encode()
+
+
+def _stream(fieldfile, *, content_type: str, filename: str) -> FileResponse:
+    try:
+        fh = fieldfile.open("rb")
+    except FileNotFoundError:
+        raise NotFound("The file is missing from storage.") from None
+    response = FileResponse(fh, content_type=content_type, filename=filename)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _images_with_latest_prediction(queryset):
+    return queryset.select_related("uploaded_by").prefetch_related(
+        Prefetch(
+            "predictions",
+            queryset=Prediction.objects.select_related("model_version").order_by("-created_at", "-pk"),
+            to_attr="latest_predictions",
+        )
+    )
+
+
+# Auth -----------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Obtain an API token with username and password",
+    description=(
+        "Checked by django-axes: repeated failures lock the username/IP (429). Rate limited (scope "
+        "`api-login`). Send the token as `Authorization: Token <token>`."
+    ),
+    request=s.TokenRequestSerializer,
+    responses={
+        200: s.TokenSerializer,
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description="Wrong username or password, or missing fields"),
+        **UNSUPPORTED,
+        429: OpenApiResponse(s.ErrorSerializer, description="Locked out after failures, or rate limited"),
+    },
+    auth=[],
+)
+class ObtainTokenView(APIBase, APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    throttle_classes = [HVScopedRateThrottle]
+    throttle_scope = "api-login"
+
+    def post(self, request):
+        data = s.TokenRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        django_request = request._request  # axes flags lockouts on the Django request
+        user = authenticate(
+            request=django_request,
+            username=data.validated_data["username"],
+            password=data.validated_data["password"],
+        )
+        if getattr(django_request, "axes_locked_out", False):
+            django_request.axes_locked_out = False  # answered here in JSON, not by AxesMiddleware's page
+            cool_off = get_cool_off(django_request)
+            return Response(
+                {"detail": "Too many failed sign-ins: the account is locked for now. Try later or ask an admin."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(int(cool_off.total_seconds()))} if cool_off else None,
+            )
+        if user is None or not user.is_active:
+            return Response(
+                {"detail": "Unable to sign in with the given username and password."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        # Audited as a sign-in; axes resets the failure count.
+        user_logged_in.send(sender=type(user), request=django_request, user=user)
+        return Response({"token": token.key})
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Revoke the caller's API token (sign out of the API)",
+    request=None,
+    responses={204: OpenApiResponse(description="Token deleted; a new sign-in issues a new one"), **ERRORS},
+)
+class RevokeTokenView(APIBase, APIView):
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request):
+        deleted, _ = Token.objects.filter(user=request.user).delete()
+        if deleted:
+            user_logged_out.send(sender=type(request.user), request=request._request, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Patients -------------------------------------------------------------------
+
+
+@extend_schema(tags=["patients"])
+class PatientListCreateView(APIBase, generics.ListAPIView):
+    permission_classes = [TECHNICIAN_WRITES]
+    serializer_class = s.PatientSerializer
+    filterset_class = PatientFilter
+
+    def get_queryset(self):
+        return selectors.patient_search()
+
+    @extend_schema(
+        summary="List and search patients", responses={200: s.PatientSerializer(many=True), **LIST_ERRORS}
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Register a patient (technician)",
+        request=s.PatientCreateSerializer,
+        responses={201: s.PatientSerializer, **INVALID_INPUT, **ERRORS},
+    )
+    def post(self, request):
+        data = s.PatientCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        patient = services.patient_create(actor=request.user, **data.validated_data)
+        patient = self.get_queryset().get(pk=patient.pk)
+        return Response(s.PatientSerializer(patient, context=self.get_serializer_context()).data, status=201)
+
+
+@extend_schema(tags=["patients"], summary="One patient", responses={200: s.PatientSerializer, **ERRORS, **NOT_FOUND})
+class PatientDetailView(APIBase, generics.RetrieveAPIView):
+    permission_classes = [IsClinicalStaff]
+    serializer_class = s.PatientSerializer
+
+    def get_queryset(self):
+        return selectors.patient_search()
+
+
+# Samples --------------------------------------------------------------------
+
+
+@extend_schema(tags=["samples"])
+class SampleListCreateView(APIBase, generics.ListAPIView):
+    permission_classes = [TECHNICIAN_WRITES]
+    serializer_class = s.SampleSerializer
+    filterset_class = SampleFilter
+
+    def get_queryset(self):
+        return selectors.sample_list()
+
+    @extend_schema(
+        summary="List samples, filtered by status, priority, patient, dates",
+        responses={200: s.SampleSerializer(many=True), **LIST_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Register a sample (technician)",
+        request=s.SampleCreateSerializer,
+        responses={201: s.SampleSerializer, **INVALID_INPUT, **ERRORS},
+    )
+    def post(self, request):
+        data = s.SampleCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sample = services.sample_create(actor=request.user, **data.validated_data)
+        sample = self.get_queryset().get(pk=sample.pk)
+        return Response(s.SampleSerializer(sample, context=self.get_serializer_context()).data, status=201)
+
+
+@extend_schema(tags=["samples"], summary="One sample", responses={200: s.SampleSerializer, **ERRORS, **NOT_FOUND})
+class SampleDetailView(APIBase, generics.RetrieveAPIView):
+    permission_classes = [IsClinicalStaff]
+    serializer_class = s.SampleSerializer
+
+    def get_queryset(self):
+        return selectors.sample_list()
+
+
+# Images ---------------------------------------------------------------------
+
+
+@extend_schema(tags=["images"])
+class SampleImagesView(APIBase, generics.ListAPIView):
+    permission_classes = [TECHNICIAN_WRITES]
+    serializer_class = s.CellImageSerializer
+    parser_classes = [MultiPartParser]
+    throttle_scope = "api-upload"
+    filter_backends = []
+
+    def get_throttles(self):
+        return [HVScopedRateThrottle()] if self.request.method == "POST" else []
+
+    def get_sample(self) -> Sample:
+        return get_object_or_404(Sample, pk=self.kwargs["pk"])
+
+    def get_queryset(self):
+        return _images_with_latest_prediction(selectors.sample_images(sample=self.get_sample()))
+
+    @extend_schema(
+        summary="Images of a sample with their latest prediction",
+        responses={200: s.CellImageSerializer(many=True), **LIST_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Upload cell images (technician; multipart, field `images`, many files)",
+        description=(
+            "Each file is decoded (its name and MIME type are ignored) and accepted or rejected on its own. "
+            "201 when at least one file was accepted, 400 when none was; every rejection names the file "
+            "and the reason. Accepted images are queued for classification. Rate limited (scope `api-upload`)."
+        ),
+        request={"multipart/form-data": s.ImageUploadSerializer},
+        responses={
+            201: s.UploadResultSerializer,
+            400: OpenApiResponse(s.UploadResultSerializer, description="No file was accepted"),
+            **UNSUPPORTED,
+            **ERRORS,
+            **NOT_FOUND,
+            429: OpenApiResponse(s.ErrorSerializer, description="Rate limited"),
+        },
+    )
+    def post(self, request, pk: int):
+        sample = self.get_sample()
+        files = request.FILES.getlist("images")
+        if not files:
+            detail = "Choose at least one image file (multipart field 'images')."
+            return Response({"detail": detail, "accepted": [], "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
+        max_bytes = settings.HV_MAX_UPLOAD_BYTES
+        too_big, readable = [], []
+        for f in files:
+            if f.size > max_bytes:  # refused before reading it into memory
+                reason = f"the file is {_human_bytes(f.size)}, over the {_human_bytes(max_bytes)} limit"
+                too_big.append(ImageRejected(f.name, reason))
+            else:
+                readable.append((f.name, f.read()))
+        result = services.images_upload(actor=request.user, sample=sample, files=readable)
+        rejected = too_big + result.rejected
+        context = self.get_serializer_context()
+        body = {
+            "accepted": s.CellImageSerializer(result.accepted, many=True, context=context).data,
+            "rejected": [{"file": r.filename, "reason": r.reason} for r in rejected],
+        }
+        if not result.accepted:
+            body = {"detail": "No image was accepted.", **body}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+@extend_schema(
+    tags=["images"],
+    summary="Download the image file (streamed; access checked and audited)",
+    responses={(200, "image/*"): OpenApiTypes.BINARY, **ERRORS, **NOT_FOUND},
+)
+class ImageFileView(APIBase, APIView):
+    permission_classes = [IsClinicalStaff]
+    renderer_classes = [JSONRenderer, BinaryRenderer]
+
+    def get(self, request, pk: int):
+        image = get_object_or_404(CellImage, pk=pk)
+        if not image.file:
+            raise NotFound("The image has no file.")
+        response = _stream(
+            image.file,
+            content_type=IMAGE_MEDIA_TYPES.get(image.image_format, "application/octet-stream"),
+            filename=image.original_filename,
+        )
+        record_event(action=AuditAction.DOWNLOAD, actor=request.user, obj=image, reason="image file via API")
+        return response
+
+
+@extend_schema(
+    tags=["images"],
+    summary="Download a prediction's Grad-CAM heatmap (PNG)",
+    responses={(200, "image/png"): OpenApiTypes.BINARY, **ERRORS, **NOT_FOUND},
+)
+class PredictionHeatmapView(APIBase, APIView):
+    permission_classes = [IsClinicalStaff]
+    renderer_classes = [JSONRenderer, BinaryRenderer]
+
+    def get(self, request, pk: int):
+        prediction = get_object_or_404(Prediction, pk=pk)
+        if not prediction.heatmap:
+            raise NotFound("This prediction has no heatmap.")
+        return _stream(prediction.heatmap, content_type="image/png", filename=f"heatmap-{prediction.image_id}.png")
+
+
+# Model versions -------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["model versions"],
+    summary="Registered model versions",
+    responses={200: s.ModelVersionSerializer(many=True), **LIST_ERRORS},
+)
+class ModelVersionListView(APIBase, generics.ListAPIView):
+    permission_classes = [IsClinicalStaff]
+    serializer_class = s.ModelVersionSerializer
+    queryset = ModelVersion.objects.order_by("-created_at", "-pk")
+    filter_backends = []
+
+
+@extend_schema(
+    tags=["model versions"],
+    summary="Activate a model version (admin; audited)",
+    request=s.ModelVersionActivateSerializer,
+    responses={200: s.ModelVersionSerializer, **INVALID_INPUT, **ERRORS, **NOT_FOUND},
+)
+class ModelVersionActivateView(APIBase, APIView):
+    permission_classes = [IsAdmin]
+
+    def post(self, request, pk: int):
+        version = get_object_or_404(ModelVersion, pk=pk)
+        data = s.ModelVersionActivateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = classifier_services.model_version_activate(
+            version=version, actor=request.user, reason=data.validated_data["reason"]
+        )
+        return Response(s.ModelVersionSerializer(version).data)
+
+
+# Audit ----------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="The audit trail (admin), filterable",
+    responses={200: s.AuditEventSerializer(many=True), **LIST_ERRORS},
+)
+class AuditEventListView(APIBase, generics.ListAPIView):
+    permission_classes = [IsAdmin]
+    serializer_class = s.AuditEventSerializer
+    filterset_class = AuditEventFilter
+
+    def get_queryset(self):
+        return selectors.audit_events()
+
+
+
+@csrf_exempt  # it writes nothing; a CSRF 403 page would hide the JSON 404
+def not_found(request, *args, **kwargs):
+    """Any other path under /api/v1/: a JSON 404, never Django's HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)

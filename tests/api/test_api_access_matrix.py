@@ -1,0 +1,170 @@
+"""API endpoint × method × role → expected HTTP status, for every endpoint of ``api.urls``.
+
+The endpoint list is generated from the URL conf: a new endpoint (or a new method on one)
+without an entry here fails ``test_every_endpoint_has_an_entry``. The roles mirror the page
+permissions of ``tests/test_access_matrix.py``: clinical staff read, technicians write
+patients/samples/images, admins activate model versions and read the audit trail.
+"""
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, reverse
+from rest_framework.test import APIClient
+
+import api.urls
+from accounts.roles import Role
+from classifier.models import ModelVersion, Prediction
+
+from ..factories import PASSWORD, PatientFactory, SampleFactory, UserFactory
+from . import images as img
+
+ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value, "no-role")
+UNAUTH = 401  # anonymous API requests: 401 with WWW-Authenticate: Token
+IGNORED_METHODS = {"options", "head", "trace"}
+CATCH_ALL = "not-found"  # JSON 404 for unknown paths under /api/v1/, any method, any role
+
+
+def _row(anon, tech, doctor, admin, norole):
+    return dict(zip(ROLES, (anon, tech, doctor, admin, norole), strict=True))
+
+
+CLINICAL_READ = _row(UNAUTH, 200, 200, 200, 403)
+TECHNICIAN_CREATE = _row(UNAUTH, 201, 403, 403, 403)
+ADMIN_ONLY = _row(UNAUTH, 403, 403, 200, 403)
+
+# (url name, method) → (kwargs key, request body builder, {role: status})
+MATRIX = {
+    ("schema", "GET"): (None, None, CLINICAL_READ),
+    ("docs", "GET"): (None, None, CLINICAL_READ),
+    ("token", "POST"): (None, "credentials", _row(400, 200, 200, 200, 200)),
+    ("token-revoke", "POST"): (None, None, _row(UNAUTH, 204, 204, 204, 204)),
+    ("patient-list", "GET"): (None, None, CLINICAL_READ),
+    ("patient-list", "POST"): (None, "patient", TECHNICIAN_CREATE),
+    ("patient-detail", "GET"): ("patient", None, CLINICAL_READ),
+    ("sample-list", "GET"): (None, None, CLINICAL_READ),
+    ("sample-list", "POST"): (None, "sample", TECHNICIAN_CREATE),
+    ("sample-detail", "GET"): ("sample", None, CLINICAL_READ),
+    ("sample-images", "GET"): ("sample", None, CLINICAL_READ),
+    ("sample-images", "POST"): ("sample", "images", TECHNICIAN_CREATE),
+    ("image-file", "GET"): ("image", None, CLINICAL_READ),
+    ("prediction-heatmap", "GET"): ("prediction", None, CLINICAL_READ),
+    ("modelversion-list", "GET"): (None, None, CLINICAL_READ),
+    ("modelversion-activate", "POST"): ("version", "activate", ADMIN_ONLY),
+    ("audit-list", "GET"): (None, None, ADMIN_ONLY),
+}
+
+
+def _view_class(pattern: URLPattern):
+    callback = pattern.callback
+    return getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+
+
+def api_endpoints(patterns=None) -> set[tuple[str, str]]:
+    """(url name, HTTP method) for every method every API view implements."""
+    found = set()
+    for p in api.urls.urlpatterns if patterns is None else patterns:
+        if isinstance(p, URLResolver):
+            found |= api_endpoints(p.url_patterns)
+            continue
+        assert p.name, f"API URL {p.pattern} has no name, so it cannot be in the access matrix"
+        if p.name == CATCH_ALL:
+            continue
+        view = _view_class(p)
+        assert view is not None, f"API URL {p.pattern} is not a class-based view"
+        for method in view.http_method_names:
+            if method not in IGNORED_METHODS and hasattr(view, method):
+                found.add((p.name, method.upper()))
+    return found
+
+
+def test_every_endpoint_has_an_entry():
+    endpoints = api_endpoints()
+    assert ("patient-list", "POST") in endpoints  # the walk finds methods, not only URLs
+    missing = endpoints - set(MATRIX)
+    assert not missing, f"API endpoints without an access-matrix entry: {sorted(missing)}"
+    assert not set(MATRIX) - endpoints, "matrix lists endpoints that no longer exist"
+
+
+@pytest.fixture
+def objects(db, technician):
+    from cases.services import images_upload
+
+    patient = PatientFactory()
+    sample = SampleFactory(patient=patient)
+    image = images_upload(actor=technician, sample=sample, files=[("cell.png", img.png(0))]).accepted[0]
+    version = ModelVersion.objects.create(name="v1", file_path="m.keras", sha256="0" * 64, threshold=0.5)
+    prediction = Prediction(image=image, model_version=version, predicted_class="EOSINOPHIL",
+                            probabilities={"EOSINOPHIL": 1.0}, confidence=1.0, unidentified=False, inference_ms=1.0)
+    prediction.heatmap.save("h.png", ContentFile(img.png(1)), save=False)
+    prediction.save()
+    return {"patient": patient, "sample": sample, "image": image, "version": version, "prediction": prediction}
+
+
+def _body(kind, objects, user):
+    if kind == "credentials":
+        return {"username": user.username, "password": PASSWORD} if user else {}, "json"
+    if kind == "patient":
+        return {"mrn": "MRN-MATRIX", "family_name": "M", "given_name": "N", "date_of_birth": "1980-01-01"}, "json"
+    if kind == "sample":
+        return {"patient": objects["patient"].pk, "collected_at": "2026-01-01T08:00:00Z"}, "json"
+    if kind == "images":
+        return {"images": [SimpleUploadedFile("new.png", img.png(2))]}, "multipart"
+    if kind == "activate":
+        return {"reason": "matrix"}, "json"
+    return None, None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("auth", ["token", "session"])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method"), sorted(MATRIX))
+def test_api_role_matrix(objects, auth, role, name, method):
+    key, body_kind, expected = MATRIX[(name, method)]
+    client, user = APIClient(), None
+    if role != "anonymous":
+        user = UserFactory(role=None if role == "no-role" else role)
+        if auth == "token":
+            from rest_framework.authtoken.models import Token
+
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        else:
+            client.force_login(user)
+    url = reverse(f"api:{name}", kwargs={"pk": objects[key].pk} if key else {})
+    data, fmt = _body(body_kind, objects, user)
+    response = getattr(client, method.lower())(url, data, format=fmt) if data is not None else (
+        getattr(client, method.lower())(url)
+    )
+    assert response.status_code == expected[role], f"{role} ({auth}) {method} {url}: {response.content[:300]!r}"
+    if response.status_code == UNAUTH:
+        assert response["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["anonymous", Role.TECHNICIAN.value])
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing/", "/api/v1/patients/abc/", "/api/v1/samples/-1/images/"])
+def test_unknown_api_paths_are_json_404(client_for, role, path):
+    client = client_for(role)
+    for method in ("get", "post", "delete"):
+        response = getattr(client, method)(path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+def test_missing_trailing_slash_still_redirects(tech_api):
+    response = tech_api.get("/api/v1/patients")
+    assert response.status_code == 301
+    assert response["Location"] == "/api/v1/patients/"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value])
+def test_options_and_head_on_every_endpoint_are_never_server_errors(objects, client_for, role):
+    client = client_for(role)
+    for name, key in sorted({(name, MATRIX[(name, method)][0]) for name, method in MATRIX}):
+        url = reverse(f"api:{name}", kwargs={"pk": objects[key].pk} if key else {})
+        for method in ("options", "head"):
+            response = getattr(client, method)(url)
+            assert response.status_code < 500, f"{role} {method.upper()} {url}: {response.status_code}"
+            if role == "anonymous" and name != "token":
+                assert response.status_code == UNAUTH
