@@ -92,8 +92,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env("HV_TEST_SQLITE", default=str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
     }
     # Several processes (web, worker, beat) share the file: wait for locks, WAL mode.
+    # IMMEDIATE transactions take the write lock up front and wait for it, instead of failing
+    # with "database is locked" when two requests read and then write at the same time.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

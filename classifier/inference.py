@@ -1,0 +1,233 @@
+"""Serving: load the shipped classifier + its model card, predict batches of cell images
+with calibrated probabilities, an "unidentified" flag and a Grad-CAM heatmap.
+
+Contract used by the Celery tasks::
+
+    clf = load_classifier()                      # cached per process and path
+    preds = clf.predict(images=[pil_img, ...])   # list[CellPrediction], same order
+
+Temperature, threshold and the expected sha256 come from the JSON model card next to the
+``.keras`` file; a model whose sha256 does not match its card is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from classifier.preprocessing import CLASSES, INPUT_SHAPE, prepare_image, to_rgb8
+
+__all__ = [
+    "CLASSES",
+    "CellPrediction",
+    "Classifier",
+    "default_card_path",
+    "default_model_path",
+    "load_classifier",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_NAME = "wbc-lite0-v1"
+FEATURE_LAYER = "top_activation"  # last conv feature map of the Lite0 backbone
+
+
+@dataclass(frozen=True)
+class CellPrediction:
+    label: str  # one of CLASSES
+    probabilities: dict[str, float]  # calibrated, sums to 1
+    confidence: float  # calibrated max prob
+    unidentified: bool  # confidence < card threshold
+    heatmap_png: bytes  # Grad-CAM of the predicted class, RGBA PNG of the input's width/height ("" if not asked)
+    inference_ms: float  # wall time of the batch call divided by the batch size
+
+
+def default_model_path() -> Path:
+    env = os.environ.get("HEMATOVISION_MODEL_PATH")
+    return Path(env) if env else MODELS_DIR / f"{DEFAULT_MODEL_NAME}.keras"
+
+
+def default_card_path() -> Path:
+    env = os.environ.get("HEMATOVISION_MODEL_CARD")
+    return Path(env) if env else default_model_path().with_suffix(".json")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _colormap(values: np.ndarray) -> np.ndarray:
+    """[0, 1] -> RGB uint8 with a blue-cyan-yellow-red ramp (jet-like)."""
+    v = np.clip(values, 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25])  # r, g, b
+    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def heatmap_to_png(cam: np.ndarray, size: tuple[int, int]) -> bytes:
+    """Low-resolution CAM in [0, 1] -> RGBA PNG of ``size`` (width, height); alpha grows
+    with activation so the PNG can be laid straight over the original image."""
+    cam_img = Image.fromarray(cam.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)
+    cam_full = np.clip(np.asarray(cam_img, np.float32), 0.0, 1.0)
+    rgba = np.empty((*cam_full.shape, 4), np.uint8)
+    rgba[..., :3] = _colormap(cam_full)
+    rgba[..., 3] = (np.power(cam_full, 0.8) * 190.0).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
+
+
+class Classifier:
+    """A loaded model + card. Use :func:`load_classifier` rather than constructing directly."""
+
+    def __init__(self, model_path: Path, card_path: Path):
+        import keras
+
+        self.model_path, self.card_path = Path(model_path), Path(card_path)
+        self.card = json.loads(self.card_path.read_text())
+        self.sha256 = sha256_of(self.model_path)
+        expected = self.card.get("sha256")
+        if expected and expected != self.sha256:
+            raise ValueError(f"{self.model_path.name}: sha256 {self.sha256} does not match its card ({expected})")
+        self.version_name: str = self.card.get("name", self.model_path.stem)
+        calibration = self.card.get("calibration", {})
+        self.temperature: float = float(calibration.get("temperature", 1.0))
+        self.threshold: float = float(calibration.get("threshold", 0.0))
+        self.classes: tuple[str, ...] = tuple(self.card.get("classes", CLASSES))
+        if self.classes != CLASSES:
+            raise ValueError(f"model card classes {self.classes} != {CLASSES}")
+        self.model = keras.saving.load_model(str(self.model_path), compile=False)
+        self.backend = keras.backend.backend()
+        self._grad_model = keras.Model(
+            self.model.inputs, [self.model.get_layer(FEATURE_LAYER).output, self.model.outputs[0]]
+        )
+        self._lock = threading.Lock()
+        self._tf_fns: dict[bool, object] = {}
+
+    # ------------------------------------------------------------------ internals
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """Forward pass only (compiled once per process on TensorFlow)."""
+        if self.backend == "tensorflow":
+            fn = self._tf_fns.get(False)
+            if fn is None:
+                import tensorflow as tf
+
+                model = self.model
+                fn = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+                self._tf_fns[False] = fn
+            return np.asarray(fn(x).numpy(), np.float64)
+        if self.backend == "torch":
+            import torch
+
+            with torch.no_grad():
+                return np.asarray(self.model(torch.as_tensor(x), training=False).cpu().numpy(), np.float64)
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(self.model(x, training=False)), np.float64)
+
+    def _logits_and_cams(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One batched forward + backward pass: logits and Grad-CAM of the top class."""
+        if self.backend == "tensorflow":
+            fn = self._tf_fns.get(True)
+            if fn is None:
+                import tensorflow as tf
+
+                grad_model = self._grad_model
+
+                @tf.function(reduce_retracing=True)
+                def fn(batch):
+                    with tf.GradientTape() as tape:
+                        feats, logits = grad_model(batch, training=False)
+                        top = tf.argmax(logits, axis=1)
+                        score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
+                    grads = tape.gradient(score, feats)
+                    return logits, feats, grads
+
+                self._tf_fns[True] = fn
+            logits, feats, grads = (t.numpy() for t in fn(x))
+        elif self.backend == "torch":
+            import torch
+
+            batch = torch.as_tensor(x)
+            with torch.enable_grad():
+                feats, logits = self._grad_model(batch, training=False)
+                top = logits.argmax(dim=1)
+                score = logits.gather(1, top[:, None]).sum()
+                (grads,) = torch.autograd.grad(score, feats)
+            logits, feats, grads = (t.detach().cpu().numpy() for t in (logits, feats, grads))
+        else:  # pragma: no cover - jax/openvino serving is not configured
+            raise NotImplementedError(f"Grad-CAM is not implemented for the {self.backend} backend")
+        weights = grads.mean(axis=(1, 2))  # (n, C): global-average-pooled gradients
+        cams = np.maximum(np.einsum("nhwc,nc->nhw", feats, weights), 0.0)
+        peak = cams.reshape(len(cams), -1).max(axis=1)
+        cams = cams / np.where(peak > 0, peak, 1.0)[:, None, None]
+        return np.asarray(logits, np.float64), cams
+
+    # ------------------------------------------------------------------ API
+    def predict(self, *, images: list[Image.Image], with_heatmap: bool = True) -> list[CellPrediction]:
+        if not images:
+            return []
+        start = time.perf_counter()
+        rgb = [to_rgb8(img) for img in images]
+        x = np.empty((len(rgb), *INPUT_SHAPE), np.float32)
+        for i, img in enumerate(rgb):
+            x[i] = prepare_image(img)
+        with self._lock:
+            if with_heatmap:
+                logits, cams = self._logits_and_cams(x)
+            else:
+                logits, cams = self._logits(x), None
+        z = logits / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
+        pngs = [heatmap_to_png(cams[i], rgb[i].size) if cams is not None else b"" for i in range(len(rgb))]
+        per_image_ms = (time.perf_counter() - start) * 1000.0 / len(rgb)
+        out = []
+        for i, p in enumerate(probs):
+            k = int(p.argmax())
+            conf = float(p[k])
+            out.append(
+                CellPrediction(
+                    label=CLASSES[k],
+                    probabilities={c: float(v) for c, v in zip(CLASSES, p, strict=True)},
+                    confidence=conf,
+                    unidentified=conf < self.threshold,
+                    heatmap_png=pngs[i],
+                    inference_ms=per_image_ms,
+                )
+            )
+        return out
+
+
+_CACHE: dict[tuple[str, str], Classifier] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_classifier(*, model_path: Path | None = None, card_path: Path | None = None) -> Classifier:
+    """Load (once per process per model/card path) the classifier. Defaults to the shipped model."""
+    model_path = Path(model_path) if model_path else default_model_path()
+    card_path = (
+        Path(card_path)
+        if card_path
+        else (model_path.with_suffix(".json") if model_path != default_model_path() else default_card_path())
+    )
+    key = (str(model_path.resolve()), str(card_path.resolve()))
+    with _CACHE_LOCK:
+        clf = _CACHE.get(key)
+        if clf is None:
+            clf = Classifier(model_path, card_path)
+            _CACHE[key] = clf
+        return clf

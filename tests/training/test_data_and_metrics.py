@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from classifier.preprocessing import CLASSES
+from training.data import Split, class_weights, group_key, grouped_split, list_images
+from training.metrics import (
+    choose_threshold,
+    classification_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+    threshold_stats,
+)
+
+CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells"
+
+
+def test_group_key_uses_original_index():
+    assert group_key("x/EOSINOPHIL/_12_3456.jpeg", 0) == "EOSINOPHIL/12"
+    assert group_key("x/NEUTROPHIL/_12_99.jpeg", 3) == "NEUTROPHIL/12"
+    assert group_key("x/MONOCYTE/odd-name.png", 2) == "MONOCYTE/odd-name"
+
+
+def test_grouped_split_keeps_groups_together_and_covers_every_class():
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for c in range(len(CLASSES)):
+        for g in range(10):
+            for a in range(rng.integers(3, 8)):
+                paths.append(f"/d/{CLASSES[c]}/_{g}_{a}.jpeg")
+                labels.append(c)
+    data = Split(paths, np.array(labels), [group_key(p, y) for p, y in zip(paths, labels, strict=True)])
+    train, val = grouped_split(data, 0.2, seed=3)
+    assert not set(train.groups) & set(val.groups)
+    assert len(train.paths) + len(val.paths) == len(paths)
+    assert set(val.labels.tolist()) == set(range(len(CLASSES)))
+    again = grouped_split(data, 0.2, seed=3)[1]
+    assert again.paths == val.paths  # deterministic
+
+
+def test_list_images_and_limit_per_class():
+    data = list_images(CELLS, limit_per_class=2)
+    assert np.bincount(data.labels).tolist() == [2, 2, 2, 2]
+    assert class_weights(data.labels) == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+
+
+def test_metrics_on_known_confusion():
+    labels = np.array([0, 0, 1, 1, 2, 3])
+    probs = np.eye(4)[[0, 1, 1, 1, 2, 3]] * 0.9 + 0.025
+    m = classification_metrics(probs, labels)
+    assert m["accuracy"] == 5 / 6
+    assert m["per_class"]["EOSINOPHIL"]["recall"] == 0.5
+    assert m["per_class"]["LYMPHOCYTE"]["precision"] == 2 / 3
+    assert m["confusion_matrix"]["rows_true_cols_pred"][0] == [1, 1, 0, 0]
+    assert abs(m["balanced_accuracy"] - (0.5 + 1 + 1 + 1) / 4) < 1e-12
+
+
+def test_temperature_scaling_recovers_overconfidence():
+    rng = np.random.default_rng(1)
+    n = 4000
+    true_logits = rng.normal(size=(n, 4)) * 2.0
+    labels = np.array([rng.choice(4, p=p) for p in softmax(true_logits)])
+    t = fit_temperature(true_logits * 3.0, labels)  # a model 3x overconfident
+    assert abs(t - 3.0) < 0.3
+    calibrated = softmax(true_logits * 3.0, t)
+    assert expected_calibration_error(calibrated, labels) < expected_calibration_error(
+        softmax(true_logits * 3.0), labels
+    )
+
+
+def test_threshold_choice_and_stats():
+    probs = np.array([[0.97, 0.01, 0.01, 0.01], [0.55, 0.45, 0, 0], [0.3, 0.6, 0.05, 0.05], [0.9, 0.1, 0, 0]])
+    labels = np.array([0, 1, 1, 0])
+    t, rule = choose_threshold(probs, labels, target_accuracy=0.99, max_flagged=0.5)
+    assert 0.55 < t <= 0.6 and rule
+    s = threshold_stats(probs, labels, t)
+    assert s["errors"] == 1 and s["errors_caught"] == 1 and s["flagged"] == 1

@@ -1,0 +1,1 @@
+"""Training, evaluation and weight-porting tools for the HematoVision WBC classifier."""

