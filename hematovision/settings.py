@@ -233,6 +233,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "AI-assisted white-blood-cell review: patients, samples, images, predictions, reviews, sign-off.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CellClassEnum": "classifier.models.CELL_CLASSES",
+        "SampleStatusEnum": "cases.models.SampleStatus",
+        "ImageStatusEnum": "cases.models.ImageStatus",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }

@@ -30,7 +30,10 @@
     const bar = document.getElementById("progress-bar");
     bar.max = Math.max(1, data.progress.total);
     bar.value = data.progress.done;
-    if (data.progress.done < data.progress.total) schedule(2000);
+    // Keep polling until every image is done AND the sample has left the classification states
+    // (the worker moves the sample on just after storing its last prediction).
+    const sampleBusy = data.sample_status === "images_uploaded" || data.sample_status === "classifying";
+    if (data.progress.done < data.progress.total || sampleBusy) schedule(2000);
   }
   function schedule(ms) { setTimeout(poll, ms); }
   if (knownImages) schedule(1500);

@@ -59,6 +59,12 @@
         blockers.appendChild(li);
       }
     }
+    gallery.querySelectorAll(".review-group").forEach((group) => {
+      const counter = group.querySelector('[data-role="group-unreviewed"]');
+      if (!counter) return;
+      const ids = Array.from(group.querySelectorAll("[data-image-id]")).map((c) => c.dataset.imageId);
+      counter.textContent = ids.filter((id) => state.cells[id] && !state.cells[id].final_class).length;
+    });
     for (const [id, info] of Object.entries(state.cells)) {
       const cell = gallery.querySelector(`[data-image-id="${id}"]`);
       if (!cell) continue;
