@@ -7,6 +7,14 @@ samples/<id>/ · samples/<id>/images/ (GET images with latest prediction, POST m
 images/<id>/file/ · predictions/<id>/heatmap/ (streamed files) ·
 model-versions/ (GET) · model-versions/<id>/activate/ (POST, admin) · audit/ (GET, admin, filterable).
 
+Doctor review (api.review_views, cases.reviews): worklist/ (GET, doctor; ?status=&received_from=&received_to=) ·
+samples/<id>/review/ (GET cells, differential, sign-off blockers; doctor) ·
+samples/<id>/images/<image_id>/review/ (POST final_class, comment) · samples/<id>/review/confirm-group/ (POST) ·
+samples/<id>/comment/ (PUT) · samples/<id>/sign/ (POST password, meaning → 201; 400 wrong password, 409 blocked;
+rate limited) · samples/<id>/amend/ (POST reason → 201) — all doctor only, 409 when the sample's state refuses ·
+samples/<id>/signatures/ · samples/<id>/report.pdf?version= · samples/<id>/fhir/ (clinical staff; audited
+downloads, 404 until signed) · agreement/ (GET, doctor and admin).
+
 Token or session authentication (session writes need the CSRF token); one permission class per
 role (api.permissions); writes only through cases.services / classifier.services; errors mapped
 by api.exceptions. tests/api/test_api_access_matrix.py lists who may call what.

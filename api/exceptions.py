@@ -3,6 +3,8 @@
 ``NotAllowed`` → 403, ``InvalidTransition`` → 409, ``ValueError`` / Django ``ValidationError``
 → 400, a database integrity conflict → 409; any other exception is logged and answered with
 a JSON 500 without details. Every error response rolls the request's transaction back.
+The doctor-review views answer ``NotAllowed`` from the review services with ``Conflict`` (409):
+their permission classes already checked the role, so the refusal is about the sample's state.
 """
 from __future__ import annotations
 
@@ -14,12 +16,25 @@ from django.db import IntegrityError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
 from cases.services import InvalidTransition, NotAllowed
 
 logger = logging.getLogger("api")
+
+
+class Conflict(APIException):
+    """409: the record's state does not allow the change (e.g. a signed sample is locked).
+
+    Review views raise it for ``NotAllowed`` from the review services: the role was already
+    checked by the permission classes, so what remains is the sample's state.
+    """
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The record's current state does not allow this change."
+    default_code = "conflict"
 
 SERVER_ERROR_DETAIL = "Internal server error. The error was logged; please try again or contact support."
 

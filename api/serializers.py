@@ -12,15 +12,21 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cases.models import (
+    FINAL_CLASS_CHOICES,
+    Amendment,
     AuditEvent,
     CellImage,
     Patient,
     Priority,
     Sample,
+    SampleStatus,
     Sex,
+    Signature,
+    SignatureMeaning,
     SpecimenType,
     Stain,
 )
+from cases.review_selectors import CLASS_LABELS, CLASSES, UNIDENTIFIED
 from classifier.models import CELL_CLASSES, ModelVersion, Prediction
 
 
@@ -182,6 +188,215 @@ class UploadResultSerializer(serializers.Serializer):
     detail = serializers.CharField(required=False)
     accepted = CellImageSerializer(many=True)
     rejected = RejectedFileSerializer(many=True)
+
+
+# Doctor review and sign-off ------------------------------------------------
+
+AI_CLASS_CHOICES = [(c, CLASS_LABELS[c]) for c in CLASSES]
+GROUP_CHOICES = [(UNIDENTIFIED, "Unidentified (low confidence)"), *AI_CLASS_CHOICES]
+WORKLIST_STATUSES = [
+    (st.value, st.label)
+    for st in (SampleStatus.AWAITING_REVIEW, SampleStatus.AMENDED, SampleStatus.CLASSIFYING, SampleStatus.SIGNED)
+]
+MAX_VERSION = 2**31 - 1  # PositiveIntegerField's range on every supported database
+
+
+@extend_schema_field({"type": "string", "pattern": "^(" + "|".join(CLASSES) + ")$"})
+class AIClassField(serializers.ChoiceField):
+    """One of the AI's four classes. Documented as a pattern: an enum would repeat the predictions'
+    ``PredictedClassEnum`` under another name (a drf-spectacular warning, which ``check --deploy`` fails)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=AI_CLASS_CHOICES, **kwargs)
+
+
+class WorklistQuerySerializer(serializers.Serializer):
+    status = serializers.MultipleChoiceField(
+        choices=WORKLIST_STATUSES, required=False,
+        help_text="Repeatable; default: awaiting review and reopened for amendment",
+    )
+    received_from = serializers.DateField(required=False, help_text="Received on or after this date")
+    received_to = serializers.DateField(required=False, help_text="Received on or before this date")
+
+
+class WorklistItemSerializer(serializers.ModelSerializer):
+    patient_mrn = serializers.CharField(source="patient.mrn", read_only=True)
+    patient_name = serializers.CharField(source="patient.full_name", read_only=True)
+    image_count = serializers.IntegerField(read_only=True)
+    classified_count = serializers.IntegerField(read_only=True)
+    reviewed_count = serializers.IntegerField(read_only=True)
+    unidentified_count = serializers.IntegerField(read_only=True, help_text="Low-confidence cells not yet reviewed")
+    review_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Sample
+        fields = [
+            "id", "accession_number", "patient", "patient_mrn", "patient_name", "priority", "status",
+            "collected_at", "received_at", "wbc_count", "image_count", "classified_count", "reviewed_count",
+            "unidentified_count", "review_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_review_url(self, obj: Sample) -> str:
+        return _absolute(self.context.get("request"), reverse("api:sample-review", args=[obj.pk]))
+
+
+# The differential row has a field called "class" (the shape of ``Differential.as_dict()``).
+DifferentialRowSerializer = type(
+    "DifferentialRowSerializer",
+    (serializers.Serializer,),
+    {
+        "__doc__": "One cell class: AI vs the doctor's final count and %, absolute count (×10⁹/L) when known.",
+        "class": serializers.CharField(help_text="EOSINOPHIL, LYMPHOCYTE, MONOCYTE or NEUTROPHIL"),
+        "label": serializers.CharField(),
+        "ai_count": serializers.IntegerField(),
+        "ai_percent": serializers.CharField(allow_null=True, help_text="Decimal as a string, e.g. \"50.0\""),
+        "final_count": serializers.IntegerField(),
+        "final_percent": serializers.CharField(allow_null=True),
+        "absolute": serializers.CharField(allow_null=True, help_text="×10⁹/L; null without a WBC count"),
+    },
+)
+
+
+class DifferentialSerializer(serializers.Serializer):
+    rows = DifferentialRowSerializer(many=True)
+    ai_total = serializers.IntegerField()
+    final_total = serializers.IntegerField(help_text="Reviewed cells, excluded ones not counted")
+    excluded = serializers.IntegerField()
+    unreviewed = serializers.IntegerField()
+    wbc_count = serializers.CharField(allow_null=True)
+
+
+class ReviewCellSerializer(serializers.Serializer):
+    image_id = serializers.IntegerField()
+    original_filename = serializers.CharField()
+    file_url = serializers.URLField()
+    group = serializers.ChoiceField(choices=GROUP_CHOICES, help_text="The gallery group the cell is shown in")
+    ai_class = AIClassField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    unidentified = serializers.BooleanField(help_text="Predicted below the model's confidence threshold")
+    model_version = serializers.CharField(allow_null=True)
+    heatmap_url = serializers.URLField(allow_null=True)
+    final_class = serializers.ChoiceField(choices=FINAL_CLASS_CHOICES, allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    reviewed_by = serializers.CharField(allow_null=True, help_text="Printed name of the reviewer")
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReviewGroupSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="UNIDENTIFIED or an AI class")
+    label = serializers.CharField()
+    unreviewed = serializers.IntegerField()
+    image_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class ReviewSerializer(serializers.Serializer):
+    sample = SampleSerializer()
+    can_edit = serializers.BooleanField(help_text="Awaiting review or reopened for amendment")
+    groups = ReviewGroupSerializer(many=True, help_text="Unidentified first, then one group per AI class")
+    cells = ReviewCellSerializer(many=True, help_text="In gallery order")
+    differential = DifferentialSerializer()
+    sign_off_blockers = serializers.ListField(
+        child=serializers.CharField(), help_text="Why the caller cannot sign now; empty when sign-off is possible"
+    )
+
+
+class ReviewStateSerializer(serializers.Serializer):
+    differential = DifferentialSerializer()
+    sign_off_blockers = serializers.ListField(child=serializers.CharField())
+
+
+class CellReviewRequestSerializer(serializers.Serializer):
+    final_class = serializers.ChoiceField(choices=FINAL_CLASS_CHOICES, help_text="EXCLUDED: not counted")
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=5000, help_text="Omitted: the cell's comment is kept"
+    )
+
+
+class CellReviewResultSerializer(ReviewStateSerializer):
+    cell = ReviewCellSerializer()
+
+
+class GroupConfirmRequestSerializer(serializers.Serializer):
+    ai_class = AIClassField(help_text="Never the unidentified group: those cells need one look each")
+
+
+class GroupConfirmResultSerializer(ReviewStateSerializer):
+    confirmed = serializers.IntegerField(help_text="Cells confirmed by this request")
+
+
+class SampleCommentSerializer(serializers.Serializer):
+    comment = serializers.CharField(allow_blank=True, max_length=5000)
+
+
+class SignRequestSerializer(serializers.Serializer):
+    password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, style={"input_type": "password"},
+        help_text="The signer's password, entered again",
+    )
+    meaning = serializers.ChoiceField(choices=SignatureMeaning.choices, default=SignatureMeaning.REVIEWED_APPROVED)
+
+
+class SignBlockedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    sign_off_blockers = serializers.ListField(child=serializers.CharField())
+
+
+class SignatureSerializer(serializers.ModelSerializer):
+    signer = serializers.CharField(source="signer.username", read_only=True)
+    is_amendment = serializers.BooleanField(read_only=True)
+    snapshot = serializers.JSONField(read_only=True, help_text="The exact result that was signed")
+    report_url = serializers.SerializerMethodField(help_text="PDF report of this version")
+
+    class Meta:
+        model = Signature
+        fields = [
+            "id", "sample", "version", "signer", "printed_name", "signed_at", "meaning", "is_amendment",
+            "amendment_reason", "snapshot_sha256", "snapshot", "report_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_report_url(self, obj: Signature) -> str:
+        url = reverse("api:sample-report-pdf", args=[obj.sample_id]) + f"?version={obj.version}"
+        return _absolute(self.context.get("request"), url)
+
+
+class AmendRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000, help_text="Why the signed result is reopened (mandatory)")
+
+
+class AmendmentSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True)
+    previous_version = serializers.IntegerField(source="previous_signature.version", read_only=True)
+    sample_status = serializers.CharField(source="sample.status", read_only=True, help_text="Now `amended`")
+
+    class Meta:
+        model = Amendment
+        fields = ["id", "sample", "reason", "requested_by", "requested_at", "previous_version", "sample_status"]
+        read_only_fields = fields
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_VERSION, help_text="Signed version; default: the latest"
+    )
+
+
+class AgreementSerializer(serializers.Serializer):
+    model_version = serializers.CharField()
+    matrix = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="AI class → final class (EXCLUDED included) → cells",
+    )
+    per_class = serializers.DictField(
+        child=serializers.FloatField(allow_null=True), help_text="Share of an AI class's cells the doctors kept"
+    )
+    total = serializers.IntegerField()
+    agreed = serializers.IntegerField()
+    overall = serializers.FloatField(allow_null=True)
 
 
 # Model versions, audit, tokens ---------------------------------------------

@@ -31,6 +31,10 @@ class SignOffBlocked(Exception):
     """Sign-off is refused; the message says why."""
 
 
+class WrongPassword(SignOffBlocked):
+    """The signer's password did not match."""
+
+
 def _require_doctor(actor) -> None:
     if not has_role(actor, Role.DOCTOR):
         raise NotAllowed("Only doctors review and sign samples.")
@@ -151,7 +155,7 @@ def sample_sign(
         raise ValueError("Unknown signature meaning.")
     if not password or not actor.check_password(password):
         record_event(action="signature_failed", actor=actor, obj=sample, reason="wrong password")
-        raise SignOffBlocked("The password is not correct; the sample was not signed.")
+        raise WrongPassword("The password is not correct; the sample was not signed.")
     with transaction.atomic(), audit_context(actor=actor):
         locked = Sample.objects.select_for_update().select_related("patient").get(pk=sample.pk)
         blockers = sign_off_blockers(sample=locked, actor=actor)

@@ -170,6 +170,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # The filesystem transport polls its folder; the default (1 s) would cap each worker
+        # at about one task per second.
+        "polling_interval": env.float("HV_BROKER_POLL_S", default=0.05),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -221,7 +224,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"api-login": "10/min", "api-upload": "60/min"},
+    "DEFAULT_THROTTLE_RATES": {"api-login": "10/min", "api-upload": "60/min", "api-sign": "10/min"},
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

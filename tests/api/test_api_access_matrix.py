@@ -3,7 +3,8 @@
 The endpoint list is generated from the URL conf: a new endpoint (or a new method on one)
 without an entry here fails ``test_every_endpoint_has_an_entry``. The roles mirror the page
 permissions of ``tests/test_access_matrix.py``: clinical staff read, technicians write
-patients/samples/images, admins activate model versions and read the audit trail.
+patients/samples/images, admins activate model versions and read the audit trail; doctors
+review, sign and amend, clinical staff read signed reports, doctors and admins the agreement.
 """
 import pytest
 from django.core.files.base import ContentFile
@@ -17,6 +18,7 @@ from classifier.models import ModelVersion, Prediction
 
 from ..factories import PASSWORD, PatientFactory, SampleFactory, UserFactory
 from . import images as img
+from . import reviewing
 
 ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value, "no-role")
 UNAUTH = 401  # anonymous API requests: 401 with WWW-Authenticate: Token
@@ -31,6 +33,9 @@ def _row(anon, tech, doctor, admin, norole):
 CLINICAL_READ = _row(UNAUTH, 200, 200, 200, 403)
 TECHNICIAN_CREATE = _row(UNAUTH, 201, 403, 403, 403)
 ADMIN_ONLY = _row(UNAUTH, 403, 403, 200, 403)
+DOCTOR_READ = _row(UNAUTH, 403, 200, 403, 403)
+DOCTOR_WRITE = DOCTOR_READ
+DOCTOR_CREATE = _row(UNAUTH, 403, 201, 403, 403)
 
 # (url name, method) → (kwargs key, request body builder, {role: status})
 MATRIX = {
@@ -51,6 +56,18 @@ MATRIX = {
     ("modelversion-list", "GET"): (None, None, CLINICAL_READ),
     ("modelversion-activate", "POST"): ("version", "activate", ADMIN_ONLY),
     ("audit-list", "GET"): (None, None, ADMIN_ONLY),
+    # Doctor review: "review" is awaiting review, "reviewed" has every cell reviewed, "signed" is signed.
+    ("worklist", "GET"): (None, None, DOCTOR_READ),
+    ("sample-review", "GET"): ("review", None, DOCTOR_READ),
+    ("cell-review", "POST"): ("review-image", "cell-review", DOCTOR_WRITE),
+    ("group-confirm", "POST"): ("review", "group-confirm", DOCTOR_WRITE),
+    ("sample-comment", "PUT"): ("review", "comment", DOCTOR_WRITE),
+    ("sample-sign", "POST"): ("reviewed", "sign", DOCTOR_CREATE),
+    ("sample-amend", "POST"): ("signed", "amend", DOCTOR_CREATE),
+    ("sample-signatures", "GET"): ("signed", None, CLINICAL_READ),
+    ("sample-report-pdf", "GET"): ("signed", None, CLINICAL_READ),
+    ("sample-fhir", "GET"): ("signed", None, CLINICAL_READ),
+    ("agreement", "GET"): (None, None, _row(UNAUTH, 403, 200, 200, 403)),
 }
 
 
@@ -85,6 +102,37 @@ def test_every_endpoint_has_an_entry():
     assert not set(MATRIX) - endpoints, "matrix lists endpoints that no longer exist"
 
 
+class _Objects(dict):
+    """The records a URL needs, built on first use (a review sample costs uploads and reviews)."""
+
+    def __init__(self, technician):
+        super().__init__()
+        self.technician = technician
+
+    def __missing__(self, key):
+        if key == "review":
+            self[key] = reviewing.reviewable_sample(self.technician, cells=2, first_image=3)
+        elif key == "review-image":
+            self[key] = self["review"].images.order_by("pk").first()
+        elif key == "reviewed":
+            sample = reviewing.reviewable_sample(self.technician, cells=2, first_image=6)
+            reviewing.review_all(UserFactory(role=Role.DOCTOR), sample)
+            self[key] = sample
+        elif key == "signed":
+            self[key] = reviewing.signed_sample(self.technician, UserFactory(role=Role.DOCTOR), cells=2, first_image=9)
+        else:
+            raise KeyError(key)
+        return self[key]
+
+
+def url_kwargs(objects, key) -> dict:
+    if key is None:
+        return {}
+    if key == "review-image":
+        return {"pk": objects["review"].pk, "image_pk": objects["review-image"].pk}
+    return {"pk": objects[key].pk}
+
+
 @pytest.fixture
 def objects(db, technician):
     from cases.services import images_upload
@@ -97,7 +145,9 @@ def objects(db, technician):
                             probabilities={"EOSINOPHIL": 1.0}, confidence=1.0, unidentified=False, inference_ms=1.0)
     prediction.heatmap.save("h.png", ContentFile(img.png(1)), save=False)
     prediction.save()
-    return {"patient": patient, "sample": sample, "image": image, "version": version, "prediction": prediction}
+    objects = _Objects(technician)
+    objects.update(patient=patient, sample=sample, image=image, version=version, prediction=prediction)
+    return objects
 
 
 def _body(kind, objects, user):
@@ -110,6 +160,16 @@ def _body(kind, objects, user):
     if kind == "images":
         return {"images": [SimpleUploadedFile("new.png", img.png(2))]}, "multipart"
     if kind == "activate":
+        return {"reason": "matrix"}, "json"
+    if kind == "cell-review":
+        return {"final_class": "LYMPHOCYTE", "comment": "matrix"}, "json"
+    if kind == "group-confirm":
+        return {"ai_class": "NEUTROPHIL"}, "json"
+    if kind == "comment":
+        return {"comment": "matrix"}, "json"
+    if kind == "sign":
+        return {"password": PASSWORD, "meaning": "reviewed_and_approved"}, "json"
+    if kind == "amend":
         return {"reason": "matrix"}, "json"
     return None, None
 
@@ -129,7 +189,7 @@ def test_api_role_matrix(objects, auth, role, name, method):
             client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
         else:
             client.force_login(user)
-    url = reverse(f"api:{name}", kwargs={"pk": objects[key].pk} if key else {})
+    url = reverse(f"api:{name}", kwargs=url_kwargs(objects, key))
     data, fmt = _body(body_kind, objects, user)
     response = getattr(client, method.lower())(url, data, format=fmt) if data is not None else (
         getattr(client, method.lower())(url)
@@ -141,7 +201,10 @@ def test_api_role_matrix(objects, auth, role, name, method):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ["anonymous", Role.TECHNICIAN.value])
-@pytest.mark.parametrize("path", ["/api/v1/no-such-thing/", "/api/v1/patients/abc/", "/api/v1/samples/-1/images/"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/no-such-thing/", "/api/v1/patients/abc/", "/api/v1/samples/-1/images/", "/api/v1/samples/x/report.pdf"],
+)
 def test_unknown_api_paths_are_json_404(client_for, role, path):
     client = client_for(role)
     for method in ("get", "post", "delete"):
@@ -162,7 +225,7 @@ def test_missing_trailing_slash_still_redirects(tech_api):
 def test_options_and_head_on_every_endpoint_are_never_server_errors(objects, client_for, role):
     client = client_for(role)
     for name, key in sorted({(name, MATRIX[(name, method)][0]) for name, method in MATRIX}):
-        url = reverse(f"api:{name}", kwargs={"pk": objects[key].pk} if key else {})
+        url = reverse(f"api:{name}", kwargs=url_kwargs(objects, key))
         for method in ("options", "head"):
             response = getattr(client, method)(url)
             assert response.status_code < 500, f"{role} {method.upper()} {url}: {response.status_code}"

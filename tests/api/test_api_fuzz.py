@@ -23,12 +23,14 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from api.throttling import HVScopedRateThrottle
+from accounts.roles import Role
+from api.throttling import DEFAULT_RATES, HVScopedRateThrottle
 from cases.services import images_upload
 from classifier.models import ModelVersion, Prediction
 
-from ..factories import PatientFactory, SampleFactory
+from ..factories import PatientFactory, SampleFactory, UserFactory
 from . import images as img
+from . import reviewing
 
 EXAMPLES_PER_OPERATION = 15
 # No 5xx, and the schema is accurate: every status code, content type and JSON body documented.
@@ -64,38 +66,59 @@ def api_schema(wsgi_app):
 
 
 @pytest.fixture
-def tokens(technician, admin_user, doctor):
-    users = (("tech", technician), ("admin", admin_user), ("revoker", doctor))
+def reviewer(db):
+    return UserFactory(role=Role.DOCTOR)
+
+
+@pytest.fixture
+def tokens(technician, admin_user, doctor, reviewer):
+    users = (("tech", technician), ("admin", admin_user), ("revoker", doctor), ("doctor", reviewer))
     return {role: Token.objects.create(user=user).key for role, user in users}
 
 
+# Doctor-only operations (review, sign-off, amendment, worklist), by the end of their path.
+DOCTOR_PATHS = ("/worklist/", "/review/", "/confirm-group/", "/comment/", "/sign/", "/amend/")
+# Operations on a signed sample; the other review operations use a sample awaiting review.
+SIGNED_PATHS = ("/amend/", "/signatures/", "/report.pdf", "/fhir/")
+REVIEW_PATHS = ("/review/", "/confirm-group/", "/comment/", "/sign/")
+
+
 def _headers_for(operation, tokens) -> dict:
-    """Technicians write clinical records; the admin reads everything and activates models."""
+    """Technicians write clinical records, doctors review; the admin reads everything and activates models."""
     if operation.path.endswith("/auth/token/"):
         return {}
     if operation.path.endswith("/auth/token/revoke/"):
         return {"Authorization": f"Token {tokens['revoker']}"}  # its own token: the others must keep working
+    if operation.path.endswith(DOCTOR_PATHS):
+        return {"Authorization": f"Token {tokens['doctor']}"}
     writer = operation.method.upper() == "POST" and "activate" not in operation.path
     return {"Authorization": f"Token {tokens['tech' if writer else 'admin']}"}
 
 
-def _existing_id(operation, records: dict) -> int | None:
+def _existing_ids(operation, records: dict) -> dict[str, int]:
+    path = operation.path
+    if path.startswith("/api/v1/samples/{id}/") and path.endswith(SIGNED_PATHS):
+        return {"id": records["signed-sample"]}
+    if path.startswith("/api/v1/samples/{id}/") and path.endswith(REVIEW_PATHS):
+        ids = {"id": records["review-sample"]}
+        if "{image_pk}" in path:
+            ids["image_pk"] = records["review-image"]
+        return ids
     for prefix, pk in records.items():
-        if operation.path.startswith(f"/api/v1/{prefix}/{{id}}"):
-            return pk
-    return None
+        if path.startswith(f"/api/v1/{prefix}/{{id}}"):
+            return {"id": pk}
+    return {}
 
 
 def _fuzz(operation, mode, headers: dict, statuses: set[int], records: dict) -> None:
     # Valid data aims at records that exist (else nearly every request would be a 404);
     # invalid data keeps the fuzzed ids.
-    existing_id = _existing_id(operation, records) if mode is GenerationMode.POSITIVE else None
+    existing_ids = _existing_ids(operation, records) if mode is GenerationMode.POSITIVE else {}
 
     @FUZZ_SETTINGS
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
-        if existing_id is not None:
-            case.path_parameters["id"] = existing_id
+        case.path_parameters.update(existing_ids)
         if mode is GenerationMode.POSITIVE and isinstance(case.body, dict) and "patient" in case.body:
             case.body["patient"] = records["patients"]
         response = case.call(headers=headers)
@@ -112,8 +135,8 @@ def _fuzz(operation, mode, headers: dict, statuses: set[int], records: dict) -> 
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_no_server_errors_on_any_operation(api_schema, tokens, technician, monkeypatch):
-    monkeypatch.setattr(HVScopedRateThrottle, "THROTTLE_RATES", {"api-login": "100000/min", "api-upload": "100000/min"})
+def test_no_server_errors_on_any_operation(api_schema, tokens, technician, reviewer, monkeypatch):
+    monkeypatch.setattr(HVScopedRateThrottle, "THROTTLE_RATES", {scope: "100000/min" for scope in DEFAULT_RATES})
     sample = SampleFactory(patient=PatientFactory())
     image = images_upload(actor=technician, sample=sample, files=[("cell.png", img.png(0))]).accepted[0]
     version = ModelVersion.objects.create(name="fuzz-v1", file_path="m.keras", sha256="0" * 64, threshold=0.5)
@@ -121,8 +144,13 @@ def test_no_server_errors_on_any_operation(api_schema, tokens, technician, monke
                             probabilities={"LYMPHOCYTE": 0.9}, confidence=0.9, unidentified=False, inference_ms=3.0)
     prediction.heatmap.save("h.png", ContentFile(img.png(1)), save=False)
     prediction.save()
+    # Doctor review: one sample awaiting review (sign-off gets random passwords: 400, nothing locked),
+    # one signed by the fuzzing doctor (amended at most once, its reports stay readable).
+    review_sample = reviewing.reviewable_sample(technician, cells=3, first_image=2)
+    signed = reviewing.signed_sample(technician, reviewer, cells=2, first_image=6)
     records = {"patients": sample.patient_id, "samples": sample.pk, "images": image.pk, "predictions": prediction.pk,
-               "model-versions": version.pk}
+               "model-versions": version.pk, "review-sample": review_sample.pk,
+               "review-image": review_sample.images.order_by("pk").first().pk, "signed-sample": signed.pk}
 
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 14
@@ -138,3 +166,11 @@ def test_no_server_errors_on_any_operation(api_schema, tokens, technician, monke
     assert 201 in seen_statuses["POST /api/v1/samples/"], seen_statuses
     assert 200 in seen_statuses["GET /api/v1/audit/"], seen_statuses
     assert 200 in seen_statuses["GET /api/v1/images/{id}/file/"], seen_statuses
+    # ... and the doctor-review operations did their work.
+    assert 200 in seen_statuses["GET /api/v1/worklist/"], seen_statuses
+    assert 200 in seen_statuses["GET /api/v1/samples/{id}/review/"], seen_statuses
+    assert 200 in seen_statuses["POST /api/v1/samples/{id}/images/{image_pk}/review/"], seen_statuses
+    assert 400 in seen_statuses["POST /api/v1/samples/{id}/sign/"], seen_statuses
+    assert 201 in seen_statuses["POST /api/v1/samples/{id}/amend/"], seen_statuses
+    assert 200 in seen_statuses["GET /api/v1/samples/{id}/report.pdf"], seen_statuses
+    assert 200 in seen_statuses["GET /api/v1/samples/{id}/fhir/"], seen_statuses
