@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run HematoVision on one machine: web server + Celery worker (with beat),
-# SQLite and kombu's filesystem broker unless DATABASE_URL / REDIS_URL say otherwise.
+# SQLite and kombu's SQLite (SQLAlchemy) broker unless DATABASE_URL / REDIS_URL say otherwise.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}
@@ -10,6 +10,8 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q -r requirements.txt
 
 export DEBUG=${DEBUG:-1}
+# One TensorFlow thread per worker process: with 2 processes on 2 cores this keeps p95 low.
+export HV_TF_THREADS=${HV_TF_THREADS:-1}
 PORT=${PORT:-8000}
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput -v0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and run the whole test suite (lint included). Extra arguments go to pytest.
 # Uses DATABASE_URL / REDIS_URL when set (CI: PostgreSQL and Redis), else SQLite and the
-# embedded filesystem broker.
+# embedded SQLite broker.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}

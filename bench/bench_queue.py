@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_queue.py --rate 10 --seconds 60 --workers 2
 
-Uses its own SQLite database and filesystem broker under a temporary folder (or the
+Uses its own SQLite database and embedded SQLite broker under a temporary folder (or the
 DATABASE_URL / REDIS_URL in the environment), registers the shipped model, starts K
 Celery worker processes, then POSTs one real cell image per upload to the sample upload
 view at the given rate (Django test client, signed in as a technician: view, validation,
@@ -38,6 +38,7 @@ def main() -> None:
     os.environ["MEDIA_ROOT"] = str(tmp / "media")
     os.environ["HV_BROKER_DIR"] = str(tmp / "broker")
     os.environ.setdefault("HV_CLASSIFY_BATCH_SIZE", "8")
+    os.environ.setdefault("HV_TF_THREADS", "1")  # as run.sh: one TensorFlow thread per worker process
     os.environ["DJANGO_SETTINGS_MODULE"] = "hematovision.settings"
     sys.path.insert(0, str(REPO))
 

@@ -122,6 +122,16 @@ def _load_active_classifier(version: ModelVersion):
     return clf
 
 
+def preload_active_model() -> None:
+    """Load the active model into this process (worker start-up); never fails the worker."""
+    try:
+        version = selectors.active_model_version()
+        if version is not None:
+            _load_active_classifier(version)
+    except Exception:  # noqa: BLE001 - the task will retry loading and report the error
+        logger.exception("Could not preload the active model")
+
+
 def _claim(*, image_ids: list[int], version: ModelVersion) -> list[CellImage]:
     """Mark the images this task will classify; skip those already done by this version."""
     with transaction.atomic():

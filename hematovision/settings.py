@@ -1,6 +1,6 @@
 """HematoVision settings, read from the environment (django-environ).
 
-Defaults run everything on one machine: SQLite and kombu's filesystem broker.
+Defaults run everything on one machine: SQLite and kombu's SQLAlchemy broker on a SQLite file.
 Production sets DATABASE_URL (PostgreSQL), REDIS_URL / CELERY_BROKER_URL, SECRET_KEY,
 ALLOWED_HOSTS, DEBUG=0 and HV_PRODUCTION=1 (secure cookies, HSTS, SSL redirect).
 """
@@ -160,22 +160,17 @@ HV_MAX_FILES_PER_UPLOAD = env.int("HV_MAX_FILES_PER_UPLOAD", default=500)
 DATA_UPLOAD_MAX_NUMBER_FILES = HV_MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
-# Celery: Redis in production/CI, kombu's filesystem transport by default (no server).
+# Celery: Redis in production/CI; by default kombu's SQLAlchemy transport on a SQLite file
+# (no server to install; BEGIN IMMEDIATE makes it safe for several worker processes).
 REDIS_URL = env("REDIS_URL", default="")
 BROKER_DIR = Path(env("HV_BROKER_DIR", default=str(VAR_DIR / "broker")))
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
-        # The filesystem transport polls its folder; the default (1 s) would cap each worker
-        # at about one task per second.
-        "polling_interval": env.float("HV_BROKER_POLL_S", default=0.05),
-    }
-else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+BROKER_DIR.mkdir(parents=True, exist_ok=True)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or f"sqla+sqlite:///{BROKER_DIR / 'broker.sqlite3'}")
+# The SQLite broker polls its table; the default (1 s) would cap each worker at ~1 task/s.
+# (Set on the transport class in hematovision/celery.py: this transport hands every transport
+# option to SQLAlchemy's create_engine, which refuses polling_interval.)
+HV_BROKER_POLL_S = env.float("HV_BROKER_POLL_S", default=0.1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {} if CELERY_BROKER_URL.startswith("sqla+") else {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

@@ -1,5 +1,5 @@
 """End to end with real worker processes, the real broker (Redis when REDIS_URL is set,
-else the embedded filesystem broker) and the shipped model."""
+else the embedded SQLite broker) and the shipped model."""
 import datetime
 
 import pytest
