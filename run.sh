@@ -19,10 +19,22 @@ PORT=${PORT:-8000}
 .venv/bin/python manage.py seed_demo
 
 mkdir -p var/log
-.venv/bin/celery -A hematovision worker --beat --loglevel INFO --concurrency "${HV_WORKERS:-2}" \
+# The worker gets its own session: a Ctrl-C (or a TERM to this script's group) must reach it only
+# through cleanup, so that its pool processes are not killed under it while it shuts down.
+setsid .venv/bin/celery -A hematovision worker --beat --loglevel INFO --concurrency "${HV_WORKERS:-2}" \
     --schedule var/celerybeat-schedule >var/log/worker.log 2>&1 &
 WORKER_PID=$!
-trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM
-echo "Celery worker started (pid $WORKER_PID, log var/log/worker.log)"
+.venv/bin/python manage.py runserver "127.0.0.1:$PORT" --noreload &
+WEB_PID=$!
+cleanup() {
+    kill "$WEB_PID" "$WORKER_PID" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$WORKER_PID" 2>/dev/null || true  # the worker's session, if still there
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+echo "Celery worker + beat started (pid $WORKER_PID, log var/log/worker.log)"
 echo "HematoVision: http://127.0.0.1:$PORT/  (sign in with a demo user above; Ctrl-C stops everything)"
-.venv/bin/python manage.py runserver "127.0.0.1:$PORT" --noreload
+# Stop everything as soon as either process ends.
+wait -n "$WEB_PID" "$WORKER_PID"

@@ -158,7 +158,7 @@ def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes]]) 
     """
     _require_role(actor, Role.TECHNICIAN)
     result = UploadResult()
-    files = list(files)
+    # ``files`` is consumed lazily: one file's bytes in memory at a time, whatever the batch size.
     sample.refresh_from_db(fields=["status"])
     if not sample.accepts_uploads:
         label = SampleStatus(sample.status).label.lower()
