@@ -194,6 +194,7 @@ def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes]]) 
                     image.file.save(name, ContentFile(data), save=False)
                     image.save()
             except IntegrityError:
+                image.file.delete(save=False)  # the row was not stored: neither is its file
                 # A concurrent upload stored the same image first; anything else is a real error.
                 if not CellImage.objects.filter(sample=sample, sha256=valid.sha256).exists():
                     raise

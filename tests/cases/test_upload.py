@@ -160,3 +160,29 @@ def test_uploaded_image_is_served_only_to_signed_in_users(client, technician, sa
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == data
     Image.open(io.BytesIO(data)).verify()
+
+
+@pytest.mark.django_db
+def test_concurrent_duplicate_leaves_no_orphan_file(technician, sample, cell_files, monkeypatch, settings):
+    """The sha256 check passed, but another upload stored the same image first (unique constraint)."""
+    from pathlib import Path
+
+    data = cell_files[0].read_bytes()
+    images_upload(actor=technician, sample=sample, files=[("first.jpeg", data)])
+    monkeypatch.setattr(CellImage.objects, "filter", _hide_existing(CellImage.objects.filter))
+    result = images_upload(actor=technician, sample=sample, files=[("second.jpeg", data)])
+    assert result.rejected[0].reason == "the same image is already in this sample"
+    stored = [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    assert len(stored) == 1 and CellImage.objects.count() == 1
+
+
+def _hide_existing(real_filter):
+    """Make the up-front duplicate check miss the stored image, as a concurrent request would."""
+    calls = {"n": 0}
+
+    def fake(*args, **kwargs):
+        calls["n"] += 1
+        qs = real_filter(*args, **kwargs)
+        return qs.none() if calls["n"] == 1 else qs
+
+    return fake
