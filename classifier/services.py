@@ -8,7 +8,6 @@ periodic sweeper, and a redelivered message finds the prediction already stored.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from cases.audit import audit_context
 from cases.models import CellImage, ImageStatus, Sample, SampleStatus
 
 from . import selectors
+from .inference import sha256_of
 from .models import ModelVersion, Prediction
 
 logger = logging.getLogger(__name__)
@@ -244,18 +244,10 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else Path(settings.BASE_DIR) / p
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_version_register(*, model_path: Path, card_path: Path, actor=None, activate: bool = False) -> ModelVersion:
     """Register a model file with its JSON card; its sha256 must match the card."""
     card = json.loads(card_path.read_text())
-    sha = file_sha256(model_path)
+    sha = sha256_of(model_path)
     if card.get("sha256") and card["sha256"] != sha:
         raise ModelFileMismatch(f"{model_path.name}: sha256 {sha} does not match its card ({card['sha256']})")
     base = Path(settings.BASE_DIR)
