@@ -183,18 +183,39 @@ class CellImage(models.Model):
         return f"{self.sample_id}/{self.original_filename}"
 
 
-class AuditEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("The audit trail is append-only: rows cannot be updated.")
+class AppendOnlyQuerySet(models.QuerySet):
+    def _refuse(self, verb: str):
+        raise PermissionError(f"{self.model._meta.verbose_name_plural} are append-only: rows cannot be {verb}.")
 
-    def delete(self):
-        raise PermissionError("The audit trail is append-only: rows cannot be deleted.")
+    def update(self, **kwargs):
+        self._refuse("updated")
 
     def bulk_update(self, *args, **kwargs):
-        raise PermissionError("The audit trail is append-only: rows cannot be updated.")
+        self._refuse("updated")
+
+    def delete(self):
+        self._refuse("deleted")
 
 
-class AuditEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """Rows are written once: never changed or deleted through the ORM (a PostgreSQL trigger
+    refuses it for any client too, see the migrations)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be deleted.")
+
+
+class AuditEvent(AppendOnlyModel):
     """One append-only audit row. On PostgreSQL a trigger also refuses UPDATE and DELETE."""
 
     timestamp = models.DateTimeField(default=timezone.now, db_index=True)
@@ -217,19 +238,9 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
 
-    objects = AuditEventQuerySet.as_manager()
-
     class Meta:
         ordering = ["-timestamp", "-pk"]
         default_permissions = ("view",)
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise PermissionError("The audit trail is append-only: rows cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("The audit trail is append-only: rows cannot be deleted.")
 
     def __str__(self) -> str:
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action} {self.object_type}"
@@ -274,7 +285,7 @@ class SignatureMeaning(models.TextChoices):
     REVIEWED_APPROVED = "reviewed_and_approved", "Reviewed and approved"
 
 
-class Signature(models.Model):
+class Signature(AppendOnlyModel):
     """An electronic signature: who, when, what it means, and the exact result signed.
 
     Signatures are never changed or deleted; an amendment adds a new one and the earlier
@@ -297,14 +308,6 @@ class Signature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sample} v{self.version} signed by {self.printed_name}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise PermissionError("Signatures cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("Signatures cannot be deleted.")
 
     @property
     def is_amendment(self) -> bool:
