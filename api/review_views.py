@@ -60,14 +60,6 @@ def _sample_or_404(pk: int) -> Sample:
     return get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
 
 
-def _require_reviewable(sample: Sample) -> None:
-    if sample.status not in rs.REVIEWABLE_STATUSES:
-        raise Conflict(
-            f"Sample {sample.accession_number} is {sample.get_status_display().lower()}; only samples awaiting "
-            "review or reopened for amendment can be changed."
-        )
-
-
 def _cell(row: rs.CellRow, request) -> dict:
     prediction, review, image = row.prediction, row.review, row.image
     heatmap_url = None
@@ -207,7 +199,6 @@ class GroupConfirmView(APIBase, APIView):
         sample = _sample_or_404(pk)
         data = s.GroupConfirmRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _require_reviewable(sample)
         try:
             count = reviews.group_confirm(actor=request.user, sample=sample, ai_class=data.validated_data["ai_class"])
         except NotAllowed as exc:

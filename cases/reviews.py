@@ -80,6 +80,8 @@ def group_confirm(*, actor, sample: Sample, ai_class: str) -> int:
         raise ValueError("Only a class group can be confirmed in bulk; unidentified cells need one look each.")
     count = 0
     with transaction.atomic():
+        # Checked here too, not only per cell: a locked sample with nothing left to confirm is refused.
+        _require_reviewable(Sample.objects.select_for_update().get(pk=sample.pk))
         for row in rs.review_cells(sample=sample):
             if row.review is None and row.group == ai_class:
                 cell_review(actor=actor, image=row.image, final_class=ai_class)

@@ -126,6 +126,8 @@ def test_signed_sample_is_locked(doctor, reviewable):
         reviews.cell_review(actor=doctor, image=reviewable.images.first(), final_class="MONOCYTE")
     with pytest.raises(NotAllowed):
         reviews.sample_comment_set(actor=doctor, sample=reviewable, comment="late change")
+    with pytest.raises(NotAllowed):  # nothing left to confirm, still refused: the sample is locked
+        reviews.group_confirm(actor=doctor, sample=reviewable, ai_class="NEUTROPHIL")
     signature = Signature.objects.get()
     with pytest.raises(PermissionError):
         signature.save()
