@@ -93,8 +93,7 @@ def _state(sample: Sample, request, rows: list[rs.CellRow] | None = None) -> dic
 
 
 def _signature_or_404(sample: Sample, version: int | None) -> Signature:
-    signatures = rs.signatures(sample=sample)
-    signature = signatures.filter(version=version).first() if version else signatures.last()
+    signature = rs.signature(sample=sample, version=version)
     if signature is None:
         raise NotFound("This sample has no signed result." if version is None else f"No signed version {version}.")
     return signature

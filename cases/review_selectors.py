@@ -194,6 +194,12 @@ def signatures(*, sample: Sample) -> QuerySet[Signature]:
     return sample.signatures.select_related("signer").order_by("version")
 
 
+def signature(*, sample: Sample, version: int | None = None) -> Signature | None:
+    """The given signed version, or the latest one; None if there is none."""
+    sigs = signatures(sample=sample)
+    return sigs.filter(version=version).first() if version else sigs.last()
+
+
 @dataclass
 class Agreement:
     model_version: str

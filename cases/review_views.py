@@ -173,8 +173,7 @@ class AmendView(RoleRequiredMixin, View):
 
 
 def _signature_or_404(sample: Sample, version: int | None):
-    sigs = rs.signatures(sample=sample)
-    signature = sigs.filter(version=version).first() if version else sigs.last()
+    signature = rs.signature(sample=sample, version=version)
     if signature is None:
         raise Http404("This sample has no signed result.")
     return signature
