@@ -1,7 +1,10 @@
 """Reads of the case records."""
 from __future__ import annotations
 
+import datetime
+
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from .models import AuditEvent, CellImage, ImageStatus, Patient, Sample
 
@@ -43,3 +46,37 @@ def sample_image_progress(*, sample: Sample) -> dict:
 
 def audit_events() -> QuerySet[AuditEvent]:
     return AuditEvent.objects.all()
+
+
+MEDIA_PREFIXES = ("cells", "heatmaps")  # where uploads and Grad-CAM heatmaps are stored
+
+
+def _walk_storage(storage, path: str):
+    dirs, files = storage.listdir(path)
+    for name in files:
+        yield f"{path}/{name}"
+    for d in dirs:
+        yield from _walk_storage(storage, f"{path}/{d}")
+
+
+def orphan_media_files(*, older_than: datetime.timedelta, storage=None) -> list[str]:
+    """Stored files no CellImage or Prediction refers to, last modified more than
+    ``older_than`` ago (younger ones may belong to an upload whose transaction has not
+    committed yet). Left behind when a request's transaction rolls back after its files
+    were written."""
+    from django.core.files.storage import default_storage
+
+    from classifier.models import Prediction
+
+    storage = storage or default_storage
+    referenced = set(CellImage.objects.values_list("file", flat=True))
+    referenced |= set(Prediction.objects.exclude(heatmap="").values_list("heatmap", flat=True))
+    cutoff = timezone.now() - older_than
+    orphans = []
+    for prefix in MEDIA_PREFIXES:
+        if not storage.exists(prefix):
+            continue
+        for name in _walk_storage(storage, prefix):
+            if name not in referenced and storage.get_modified_time(name) < cutoff:
+                orphans.append(name)
+    return sorted(orphans)

@@ -239,3 +239,23 @@ def sample_refresh_classification_status(*, sample: Sample) -> Sample:
     if not pending and sample.status == SampleStatus.CLASSIFYING:
         sample_transition(sample=sample, to_status=SampleStatus.AWAITING_REVIEW)
     return sample
+
+
+def orphan_media_delete(*, older_than: datetime.timedelta, storage=None) -> list[str]:
+    """Delete the files :func:`cases.selectors.orphan_media_files` finds; returns their names.
+    Each file is re-checked against the database right before it goes, so a row committed
+    meanwhile keeps its file."""
+    from django.core.files.storage import default_storage
+
+    from classifier.models import Prediction
+
+    from .selectors import orphan_media_files
+
+    storage = storage or default_storage
+    deleted = []
+    for name in orphan_media_files(older_than=older_than, storage=storage):
+        if CellImage.objects.filter(file=name).exists() or Prediction.objects.filter(heatmap=name).exists():
+            continue
+        storage.delete(name)
+        deleted.append(name)
+    return deleted
