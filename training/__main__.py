@@ -6,6 +6,7 @@ calibrate  temperature + "unidentified" threshold on the validation split
 card       calibrate, evaluate on TEST and TEST_SIMPLE, install the model + model card
 convert    port the ImageNet EfficientNet-Lite0 .pth weights to Keras (needs torch)
 cache      pre-decode a class-per-folder directory into a compact .npz for TF-free training
+sources    recover the original microscope image of every augmented file (validation groups)
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quality", type=int, default=85)
     p.add_argument("--limit-per-class", type=int, default=None)
+    p.add_argument("--groups", default="auto", help="as for train: sources CSV, 'none' or 'auto'")
+
+    p = sub.add_parser("sources", help="find the original each augmented image was made from (needs opencv)")
+    p.add_argument("--data", required=True, help="class-per-folder directory of augmented images (dataset2 TRAIN)")
+    p.add_argument("--originals", required=True, help="directory of the original images (dataset-master/JPEGImages)")
+    p.add_argument("--labels", required=True, help="the originals' labels.csv (,Image,Category)")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--k", type=int, default=15, help="candidates verified per image")
+    p.add_argument("--min-inliers", type=int, default=15)
 
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -83,9 +93,26 @@ def main(argv: list[str] | None = None) -> int:
 
         convert_main(args.pth, Path(args.out) if args.out else DEFAULT_WEIGHTS)
     elif args.command == "cache":
-        from training.data import build_cache
+        from training.data import build_cache, resolve_sources
 
-        print(build_cache(args.data, args.out, args.quality, args.limit_per_class))
+        sources, how = resolve_sources(args.data, args.groups)
+        print(build_cache(args.data, args.out, args.quality, args.limit_per_class, sources, how))
+    elif args.command == "sources":
+        import logging
+
+        from training.sources import UNMATCHED, match_sources, write_sources
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        matches = match_sources(
+            data_dir=args.data,
+            originals_dir=args.originals,
+            labels_csv=args.labels,
+            k=args.k,
+            min_inliers=args.min_inliers,
+        )
+        write_sources(matches, args.out)
+        found = [m for m in matches if m.source != UNMATCHED]
+        print(json.dumps({"files": len(matches), "matched": len(found), "originals": len({m.source for m in found})}))
     return 0
 
 

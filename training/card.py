@@ -149,14 +149,16 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
             "train": f"TRAIN minus validation: {split_info['n_train']} images from "
             f"{len(split_info['train_groups'])} originals",
             "validation": f"{split_info['n_val']} images from {len(split_info['val_groups'])} originals held out of "
-            "TRAIN, "
-            "grouped by (class, n) of the file name _<n>_<id> so augmentations of one original never "
+            f"TRAIN, grouped by {split_info.get('group_key', 'file')} so augmentations of one original never "
             "straddle the split; used for early stopping, model selection, temperature and threshold",
             "test": "TEST (augmentations of the 71 TEST_SIMPLE originals) and TEST_SIMPLE, "
             "untouched until this evaluation",
             "split_seed": split_info["seed"],
-            "training_cache": "TRAIN run through classifier.preprocessing and re-encoded as WebP q85 "
-            "(the GPU box has no TensorFlow)",
+            "training_input": (
+                "TRAIN run through classifier.preprocessing and re-encoded as WebP q85 (`python -m training cache`)"
+                if str(cfg["data"]).endswith(".npz")
+                else "TRAIN files through the tf.data pipeline calling classifier.preprocessing"
+            ),
         },
         "training": {**cfg, "selected_run": best["run"]},
         "selection": {
@@ -176,8 +178,7 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
             "Eosinophil vs neutrophil confusion is the expected weak spot (both granulocytes with segmented nuclei; "
             "granule colour is the cue and is sensitive to staining).",
             "Monocytes have only 16 originals in TRAIN and 4 in TEST: their metrics have wide uncertainty.",
-            "Validation (originals held out of TRAIN) is far easier than TEST, so the validation-fitted temperature "
-            "and threshold are optimistic: see the 'unidentified' table.",
+            *_validation_gap(calib["validation_metrics"], results["TEST"]),
             "Images with several white cells, no white cell, or a cell cut by the crop border: the model always "
             "answers one of the four classes (watch the 'unidentified' flag and the heatmap).",
             "Basophils, blasts, atypical/reactive lymphocytes and other cells outside the four classes are forced "
@@ -192,6 +193,16 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
     (dest / f"{name}.md").write_text(render_markdown(card))
     print(json.dumps({k: card["metrics"][k]["accuracy"] for k in card["metrics"]}, indent=1))
     return card
+
+
+def _validation_gap(val: dict, test: dict) -> list[str]:
+    gap = val["accuracy"] - test["accuracy"]
+    if gap <= 0.03:
+        return []
+    return [
+        f"Validation accuracy ({_pct(val['accuracy'])}) is above TEST ({_pct(test['accuracy'])}): the temperature "
+        "and threshold fitted on validation are optimistic for TEST-like cells; see the 'unidentified' table."
+    ]
 
 
 def _top_confusions(m: dict, k: int = 3) -> list[str]:
@@ -296,8 +307,11 @@ labelled cells before relying on it; accuracy and calibration measured here do n
 - Validation: {card["data"]["validation"]}.
 - Test: {card["data"]["test"]}.
 - TEST and TEST_SIMPLE were not used for any choice (model selection, epochs, temperature, threshold).
-- Note: TEST is ~35 augmentations of each of the 71 TEST_SIMPLE originals, so its effective sample
-  size is 71 cells (13 / 6 / 4 / 48 per class); monocyte figures rest on 4 originals.
+- Note: TEST is ~35 augmentations of each of 71 originals, so its effective sample size is 71 cells
+  (13 / 6 / 4 / 48 per class); monocyte figures rest on 4 originals. TEST_SIMPLE's 71 files are only 69
+  distinct originals: two eosinophil files are duplicates, and two of TEST's eosinophil originals
+  (BloodImage_00062, _00095) have no TEST_SIMPLE copy (measured by `python -m training sources`; see
+  training/README.md).
 
 ## Metrics (calibrated probabilities)
 
@@ -338,10 +352,10 @@ Cells whose calibrated confidence is below {cal["threshold"]:.4f} are reported a
 - Phase 2: backbone unfrozen from `{tr["unfreeze_from"]}` (BatchNorm frozen), {tr["lr_schedule"]} from {tr["lr"]},
   {tr["phase2_epochs_planned"]} epochs planned within the wall-clock budget; early stopping on validation loss
   (patience {tr["patience"]}), best weights restored: phase/epoch {tr["best_epoch"]}.
-- Trained with Keras {tr["keras"]} on the `{tr["backend"]}` backend (one GPU, {tr["wall_s"]:.0f} s); evaluated and
-  served with the TensorFlow backend (the .keras file loads on either).
+- Trained with Keras {tr["keras"]} on the `{tr["backend"]}` backend ({tr.get("device", "device not recorded")},
+  {tr["wall_s"]:.0f} s); evaluated and served with the TensorFlow backend (the .keras file loads on either).
 
-Candidates (one GPU session, trained in parallel; the one with the lowest calibrated validation NLL is shipped):
+Candidates (the one with the lowest calibrated validation NLL is shipped):
 
 | run | unfreeze from | lr | label smoothing | epochs | fitted T | val NLL (calibrated) | val accuracy |
 |---|---|---|---|---|---|---|---|
@@ -355,9 +369,11 @@ Candidates (one GPU session, trained in parallel; the one with the lowest calibr
 
 ```
 python -m training convert                       # needs requirements-torch.txt
-python -m training cache --data DATA/TRAIN --out .gpucarry/train_cache.npz
-bash training/gpu_run.sh                         # or: python -m training train --data DATA/TRAIN --out runs/x
-python -m training card --runs runs/gpu/A runs/gpu/B runs/gpu/C --data DATA --name {name} --out runs/report
+python -m training sources --data DATA/TRAIN --originals ORIG/JPEGImages --labels ORIG/labels.csv \
+    --out training/groups/dataset2_train_sources.csv   # committed; needs opencv (requirements-dev.txt)
+python -m training cache --data DATA/TRAIN --out runs/train_cache.npz
+python -m training train --cache runs/train_cache.npz --out runs/x   # see train_config.json for the flags
+python -m training card --runs runs/x --data DATA --name {name} --out runs/report
 python -m training evaluate --model classifier/models/{name}.keras \\
     --card classifier/models/{name}.json --data DATA/TEST --out runs/eval
 ```

@@ -2,13 +2,13 @@
 
 Grouping key
 ------------
-The Kaggle "blood cell images" set (dataset2-master) names files ``_<n>_<id>.jpeg``:
-``n`` is the index of the original BCCD cell crop inside its class folder and ``id`` is a
-random number given to each augmented copy. Evidence: TEST has 13/6/4/48 distinct ``n``
-per class, exactly the number of originals in TEST_SIMPLE (71), and TRAIN has
-75/27/16/159 (277 groups, ~the ~290 originals reported for the set). So the group key
-is ``(class, n)``: every augmentation of one original lands on the same side of the
-train/validation split. Files that don't match the pattern form a group of their own.
+Validation must hold out whole *originals* (every augmentation of one microscope image on
+the same side). dataset2-master's file names ``_<n>_<id>`` do not say which original a
+file came from (files sharing ``n`` show different cells), so the original is recovered
+from the pixels by ``training.sources`` and read from a CSV (``--groups``; the one for
+dataset2 TRAIN is committed as ``training/groups/dataset2_train_sources.csv``).
+Files the CSV marks ``unmatched`` are left out of training and validation. Without a CSV
+every file is its own group (a plain stratified split) and training logs a warning.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from PIL import Image
 from classifier.preprocessing import CLASSES, INPUT_SHAPE, load_and_prepare
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-_GROUP_RE = re.compile(r"^_(\d+)_\d+$")
+DATASET2_TRAIN_SOURCES = Path(__file__).resolve().parent / "groups" / "dataset2_train_sources.csv"
+UNMATCHED = "unmatched"
 
 
 @dataclass
@@ -37,14 +37,21 @@ class Split:
     groups: list[str]
 
 
-def group_key(path: str | Path, label: int) -> str:
-    stem = Path(path).stem
-    m = _GROUP_RE.match(stem)
-    return f"{CLASSES[label]}/{m.group(1) if m else stem}"
+def group_key(path: str | Path, label: int, sources: dict[str, str] | None = None) -> str:
+    """``CLASS/<original>`` when ``sources`` knows the file (``CLASS/name``), else
+    ``CLASS/<file stem>`` (the file is its own group)."""
+    name = f"{CLASSES[label]}/{Path(path).name}"
+    source = (sources or {}).get(name)
+    return f"{CLASSES[label]}/{source}" if source else f"{CLASSES[label]}/{Path(path).stem}"
 
 
-def list_images(data_dir: str | Path, limit_per_class: int | None = None) -> Split:
-    """Class-per-folder listing in CLASSES order, sorted by name (deterministic)."""
+def list_images(
+    data_dir: str | Path, limit_per_class: int | None = None, sources: dict[str, str] | None = None
+) -> Split:
+    """Class-per-folder listing in CLASSES order, sorted by name (deterministic).
+
+    With ``sources`` (see :mod:`training.sources`), files whose original could not be
+    recovered are dropped, so they can land on neither side of a split."""
     data_dir = Path(data_dir)
     paths: list[str] = []
     labels: list[int] = []
@@ -53,18 +60,49 @@ def list_images(data_dir: str | Path, limit_per_class: int | None = None) -> Spl
         if not folder.is_dir():
             raise FileNotFoundError(f"missing class folder {folder}")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if sources is not None:
+            files = [f for f in files if sources.get(f"{cls}/{f.name}", UNMATCHED) != UNMATCHED]
         if limit_per_class:
-            files = _spread_over_groups(files, idx, limit_per_class)
+            files = _spread_over_groups(files, idx, limit_per_class, sources)
         paths += [str(p) for p in files]
         labels += [idx] * len(files)
-    return Split(paths, np.asarray(labels, np.int64), [group_key(p, y) for p, y in zip(paths, labels, strict=True)])
+    groups = [group_key(p, y, sources) for p, y in zip(paths, labels, strict=True)]
+    return Split(paths, np.asarray(labels, np.int64), groups)
 
 
-def _spread_over_groups(files: list[Path], label: int, limit: int) -> list[Path]:
+def resolve_sources(data_dir: str | Path, groups: str = "auto") -> tuple[dict[str, str] | None, str]:
+    """``--groups`` -> (sources mapping or None, description for logs / split.json).
+
+    ``auto`` uses the committed dataset2 TRAIN CSV when it describes ``data_dir`` (it
+    knows at least 90 % of the files), ``none`` disables grouping, anything else is a CSV
+    path written by ``python -m training sources``."""
+    from training.sources import read_sources
+
+    if groups == "none":
+        return None, "none: every file is its own group"
+    path = DATASET2_TRAIN_SOURCES if groups == "auto" else Path(groups)
+    if groups == "auto" and not path.exists():
+        return None, "none: every file is its own group"
+    sources = read_sources(path)
+    if groups == "auto":
+        names = [
+            f"{c}/{p.name}" for c in CLASSES if (Path(data_dir) / c).is_dir() for p in (Path(data_dir) / c).iterdir()
+        ]
+        known = sum(n in sources for n in names)
+        if not names or known < 0.9 * len(names):
+            return None, "none: every file is its own group (the committed sources CSV does not describe this folder)"
+    unmatched = sum(v == UNMATCHED for v in sources.values())
+    return (
+        sources,
+        f"original microscope image recovered by training.sources ({path.name}; {unmatched} unmatched files left out)",
+    )
+
+
+def _spread_over_groups(files: list[Path], label: int, limit: int, sources: dict[str, str] | None = None) -> list[Path]:
     """Take ``limit`` files, round-robin over groups so tiny runs still see many originals."""
     by_group: dict[str, list[Path]] = {}
     for f in files:
-        by_group.setdefault(group_key(f, label), []).append(f)
+        by_group.setdefault(group_key(f, label, sources), []).append(f)
     queues = [by_group[k] for k in sorted(by_group)]
     picked: list[Path] = []
     depth = 0
@@ -141,11 +179,18 @@ def load_prepared_images(paths: list[str], workers: int = 8) -> np.ndarray:
     return out
 
 
-def build_cache(data_dir: str | Path, out: str | Path, quality: int = 85, limit_per_class: int | None = None) -> Path:
+def build_cache(
+    data_dir: str | Path,
+    out: str | Path,
+    quality: int = 85,
+    limit_per_class: int | None = None,
+    sources: dict[str, str] | None = None,
+    group_key_description: str = "none: every file is its own group",
+) -> Path:
     """Write a compact, TF-free training cache: every image run through the shared
     ``load_and_prepare`` and re-encoded as WebP (lossy, ``quality``), concatenated into one
     uint8 blob inside an .npz with labels, names and group keys."""
-    data = list_images(data_dir, limit_per_class)
+    data = list_images(data_dir, limit_per_class, sources)
     blobs = []
     for path in data.paths:
         buf = io.BytesIO()
@@ -161,13 +206,22 @@ def build_cache(data_dir: str | Path, out: str | Path, quality: int = 85, limit_
         labels=data.labels,
         paths=np.array([str(Path(p).relative_to(data_dir)) for p in data.paths]),
         groups=np.array(data.groups),
-        meta=np.array(json.dumps({"input_shape": list(INPUT_SHAPE), "quality": quality, "classes": list(CLASSES)})),
+        meta=np.array(
+            json.dumps(
+                {
+                    "input_shape": list(INPUT_SHAPE),
+                    "quality": quality,
+                    "classes": list(CLASSES),
+                    "group_key": group_key_description,
+                }
+            )
+        ),
     )
     return out
 
 
-def read_cache(path: str | Path, workers: int = 8) -> tuple[Split, np.ndarray]:
-    """Load a cache written by :func:`build_cache` -> (Split, uint8 images)."""
+def read_cache(path: str | Path, workers: int = 8) -> tuple[Split, np.ndarray, str]:
+    """Load a cache written by :func:`build_cache` -> (Split, uint8 images, group key description)."""
     with np.load(path) as z:
         blob, offsets = z["blob"], z["offsets"]
         labels = z["labels"].astype(np.int64)
@@ -185,4 +239,4 @@ def read_cache(path: str | Path, workers: int = 8) -> tuple[Split, np.ndarray]:
     with ThreadPoolExecutor(workers) as pool:
         for i, arr in enumerate(pool.map(decode, range(len(paths)))):
             images[i] = arr
-    return Split(paths, labels, groups), images
+    return Split(paths, labels, groups), images, meta.get("group_key", "stored in the cache")

@@ -6,12 +6,12 @@ so that the numbers describe what the app will do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from classifier.inference import sha256_of as sha256_file
 from classifier.preprocessing import CLASSES, INPUT_SHAPE, load_and_prepare
 from training.data import list_images
 from training.metrics import (
@@ -22,14 +22,6 @@ from training.metrics import (
     softmax,
     threshold_stats,
 )
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model(path: str | Path):

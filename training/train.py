@@ -26,7 +26,15 @@ import keras
 import numpy as np
 
 from classifier.preprocessing import CLASSES, INPUT_SHAPE
-from training.data import Split, class_weights, grouped_split, list_images, make_tf_dataset, read_cache
+from training.data import (
+    Split,
+    class_weights,
+    grouped_split,
+    list_images,
+    make_tf_dataset,
+    read_cache,
+    resolve_sources,
+)
 from training.model import build_classifier, build_training_model, set_backbone_trainable
 
 log = logging.getLogger("training")
@@ -110,6 +118,24 @@ class BestKeeper(keras.callbacks.Callback):
             log.info("restored best weights from phase/epoch %s (val_loss %.4f)", self.best_epoch, self.best)
 
 
+def _device() -> str:
+    """What trained the model, for the card: the GPU's name or the CPU core count."""
+    import os
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU {torch.cuda.get_device_name(0)}"
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"GPU {gpus[0].name}"
+    return f"CPU, {os.cpu_count()} cores"
+
+
 def _setup_logging(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log.setLevel(logging.INFO)
@@ -130,18 +156,21 @@ def _subset(split: Split, ids: np.ndarray) -> Split:
 
 
 def _load_data(args):
-    """-> (all Split, images or None)."""
+    """-> (all Split, images or None, group key description)."""
     if args.cache:
-        data, images = read_cache(args.cache)
+        data, images, how = read_cache(args.cache)
         if args.limit_per_class:
             keep = np.concatenate(
                 [np.flatnonzero(data.labels == c)[: args.limit_per_class] for c in range(len(CLASSES))]
             )
             data, images = _subset(data, keep), images[keep]
-        return data, images
+        return data, images, how
     if not args.data:
         raise SystemExit("give --data DIR or --cache FILE")
-    return list_images(args.data, args.limit_per_class), None
+    sources, how = resolve_sources(args.data, args.groups)
+    if sources is None:
+        log.warning("no original-image grouping for %s: validation may share originals with training", args.data)
+    return list_images(args.data, args.limit_per_class, sources), None, how
 
 
 def plot_history(history: dict, out: Path) -> list[Path]:
@@ -184,7 +213,8 @@ def train(args) -> Path:
     deadline = t0 + args.time_budget_s if args.time_budget_s else None
     log.info("backend=%s keras=%s args=%s", keras.backend.backend(), keras.__version__, vars(args))
 
-    data, images = _load_data(args)
+    data, images, group_how = _load_data(args)
+    log.info("group key: %s", group_how)
     train_split, val_split = grouped_split(data, args.val_fraction, args.seed)
     log.info(
         "train %d images / %d groups, validation %d images / %d groups (%.1fs)",
@@ -199,7 +229,7 @@ def train(args) -> Path:
             {
                 "seed": args.seed,
                 "val_fraction": args.val_fraction,
-                "group_key": "(class, n) from file names _<n>_<id>",
+                "group_key": group_how,
                 "val_groups": sorted(set(val_split.groups)),
                 "train_groups": sorted(set(train_split.groups)),
                 "val_paths": val_split.paths,
@@ -301,6 +331,7 @@ def train(args) -> Path:
         "val_fraction": args.val_fraction,
         "class_weights": {CLASSES[k]: v for k, v in cw.items()},
         "backend": keras.backend.backend(),
+        "device": _device(),
         "keras": keras.__version__,
         "data": str(args.cache or args.data),
         "limit_per_class": args.limit_per_class,
@@ -333,6 +364,12 @@ def add_arguments(p) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument(
+        "--groups",
+        default="auto",
+        help="validation grouping: a sources CSV from `python -m training sources`, 'none', or 'auto' "
+        "(the committed dataset2 TRAIN CSV when it describes --data)",
+    )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument(
         "--time-budget-s", type=float, default=None, help="stop (keeping the best weights) before this many seconds"

@@ -39,7 +39,7 @@ def test_training_cache_matches_serving_function(tmp_path):
     from training.data import build_cache, read_cache
 
     cache = build_cache(CELLS, tmp_path / "c.npz", quality=95, limit_per_class=1)
-    split, images = read_cache(cache)
+    split, images, _ = read_cache(cache)
     expected = np.stack([load_and_prepare(CELLS / p) for p in split.paths])
     # WebP is lossy: the cache is the shared function's output up to small codec error
     assert np.abs(images.astype(float) - expected).mean() < 2.0

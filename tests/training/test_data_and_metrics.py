@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.preprocessing import CLASSES
-from training.data import Split, class_weights, group_key, grouped_split, list_images
+from training.data import UNMATCHED, Split, class_weights, group_key, grouped_split, list_images, resolve_sources
 from training.metrics import (
     choose_threshold,
     classification_metrics,
@@ -18,10 +18,35 @@ from training.metrics import (
 CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells"
 
 
-def test_group_key_uses_original_index():
-    assert group_key("x/EOSINOPHIL/_12_3456.jpeg", 0) == "EOSINOPHIL/12"
-    assert group_key("x/NEUTROPHIL/_12_99.jpeg", 3) == "NEUTROPHIL/12"
-    assert group_key("x/MONOCYTE/odd-name.png", 2) == "MONOCYTE/odd-name"
+def test_group_key_is_the_recovered_original_else_the_file_itself():
+    sources = {"EOSINOPHIL/_12_3456.jpeg": "BloodImage_00093", "EOSINOPHIL/_7_1.jpeg": "BloodImage_00093"}
+    # two files with different n but the same original share a group
+    assert group_key("x/EOSINOPHIL/_12_3456.jpeg", 0, sources) == "EOSINOPHIL/BloodImage_00093"
+    assert group_key("x/EOSINOPHIL/_7_1.jpeg", 0, sources) == "EOSINOPHIL/BloodImage_00093"
+    # no mapping: the file name's n means nothing, so the file is its own group
+    assert group_key("x/NEUTROPHIL/_12_99.jpeg", 3) == "NEUTROPHIL/_12_99"
+    assert group_key("x/NEUTROPHIL/_12_98.jpeg", 3) != group_key("x/NEUTROPHIL/_12_99.jpeg", 3)
+
+
+def test_list_images_with_sources_drops_unmatched_files_and_groups_by_original():
+    names = [f"{c}/{p.name}" for c in CLASSES for p in sorted((CELLS / c).iterdir())]
+    sources = {n: f"orig{i % 3}" for i, n in enumerate(names)}
+    sources[names[0]] = UNMATCHED
+    del sources[names[1]]  # unknown to the CSV: also left out
+    data = list_images(CELLS, sources=sources)
+    assert len(data.paths) == len(names) - 2
+    assert {g.split("/")[1] for g in data.groups} == {"orig0", "orig1", "orig2"}
+
+
+def test_resolve_sources_auto_ignores_a_folder_the_committed_csv_does_not_describe(tmp_path):
+    sources, how = resolve_sources(CELLS, "auto")
+    assert sources is None and how.startswith("none")
+    csv = tmp_path / "s.csv"
+    csv.write_text("file,source,inliers,runner_up\nEOSINOPHIL/a.jpeg,BloodImage_00001,40,3\nEOSINOPHIL/b.jpeg,unmatched,4,3\n")
+    sources, how = resolve_sources(CELLS, str(csv))
+    assert sources == {"EOSINOPHIL/a.jpeg": "BloodImage_00001", "EOSINOPHIL/b.jpeg": UNMATCHED}
+    assert "1 unmatched" in how
+    assert resolve_sources(CELLS, "none")[0] is None
 
 
 def test_grouped_split_keeps_groups_together_and_covers_every_class():
