@@ -430,6 +430,7 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
+    expires_at = serializers.DateTimeField(help_text="After this the token is refused (401): sign in again")
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -35,6 +35,7 @@ from classifier import services as classifier_services
 from classifier.models import ModelVersion, Prediction
 
 from . import serializers as s
+from .authentication import ExpiringTokenAuthentication, token_expired, token_expires_at
 from .exceptions import api_exception_handler
 from .filters import AuditEventFilter, PatientFilter, SampleFilter
 from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff
@@ -68,7 +69,7 @@ class APIBase:
     # Defaults of every API view (no docstring: it would become every operation's description).
     # Token authentication first, so that anonymous requests get 401 with WWW-Authenticate.
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
     pagination_class = Pagination
 
     def get_exception_handler(self):
@@ -118,7 +119,8 @@ def _images_with_latest_prediction(queryset):
     summary="Obtain an API token with username and password",
     description=(
         "Checked by django-axes: repeated failures lock the username/IP (429). Rate limited (scope "
-        "`api-login`). Send the token as `Authorization: Token <token>`."
+        "`api-login`). Send the token as `Authorization: Token <token>`. It expires at `expires_at` "
+        "(`HV_API_TOKEN_TTL_HOURS` after it was issued); then requests get 401 and the client signs in again."
     ),
     request=s.TokenRequestSerializer,
     responses={
@@ -159,9 +161,12 @@ class ObtainTokenView(APIBase, APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         token, _ = Token.objects.get_or_create(user=user)
+        if token_expired(token):  # an expired token is replaced, never handed out again
+            token.delete()
+            token = Token.objects.create(user=user)
         # Audited as a sign-in; axes resets the failure count.
         user_logged_in.send(sender=type(user), request=django_request, user=user)
-        return Response({"token": token.key})
+        return Response({"token": token.key, "expires_at": token_expires_at(token)})
 
 
 @extend_schema(

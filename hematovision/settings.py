@@ -212,10 +212,13 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-images": {"task": "classifier.sweep_stuck_images", "schedule": HV_SWEEP_INTERVAL_S},
 }
 
+# API tokens stop working this long after they were issued (a work shift by default).
+HV_API_TOKEN_TTL_HOURS = env.float("HV_API_TOKEN_TTL_HOURS", default=12.0)
+
 # REST API (api/): session + token auth, role permissions per endpoint, OpenAPI by drf-spectacular.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",  # first, so anonymous callers get 401
+        "api.authentication.ExpiringTokenAuthentication",  # first, so anonymous callers get 401
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",

@@ -1,9 +1,13 @@
 """Authentication, lockout, rate limits, CSRF and error handling of the API."""
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.validation import validate_schema
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -35,6 +39,34 @@ def test_token_sign_in_and_use(api, technician):
     assert client.get(PATIENTS).status_code == 200
     # The same token again on the next sign-in.
     assert api.post(TOKEN, {"username": technician.username, "password": PASSWORD}).json()["token"] == key
+
+
+def test_token_expires_after_its_lifetime_and_sign_in_issues_a_new_one(api, technician, settings):
+    settings.HV_API_TOKEN_TTL_HOURS = 12
+    body = api.post(TOKEN, {"username": technician.username, "password": PASSWORD}, format="json").json()
+    token = Token.objects.get(key=body["token"])
+    assert parse_datetime(body["expires_at"]) == token.created + timedelta(hours=12)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    Token.objects.filter(pk=token.pk).update(created=timezone.now() - timedelta(hours=11, minutes=59))
+    assert client.get(PATIENTS).status_code == 200  # still inside its lifetime
+    Token.objects.filter(pk=token.pk).update(created=timezone.now() - timedelta(hours=12, seconds=1))
+    response = client.get(PATIENTS)
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+    assert client.get(PATIENTS).status_code == 401  # and stays refused
+    fresh = api.post(TOKEN, {"username": technician.username, "password": PASSWORD}, format="json").json()
+    assert fresh["token"] != token.key and not Token.objects.filter(key=token.key).exists()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {fresh['token']}")
+    assert client.get(PATIENTS).status_code == 200
+
+
+def test_sign_in_replaces_an_expired_token_it_has_not_seen_used(api, technician, settings):
+    settings.HV_API_TOKEN_TTL_HOURS = 1
+    old = Token.objects.create(user=technician)
+    Token.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(hours=2))
+    key = api.post(TOKEN, {"username": technician.username, "password": PASSWORD}, format="json").json()["token"]
+    assert key != old.key and Token.objects.filter(user=technician).count() == 1
 
 
 def test_token_revoke(api, technician):
