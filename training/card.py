@@ -13,11 +13,19 @@ import shutil
 from pathlib import Path
 
 from classifier.preprocessing import CLASSES, INPUT_HEIGHT, INPUT_WIDTH
+from training.data import DATASET2_TRAIN_SOURCES
 from training.evaluate import calibrate, evaluate, load_model, sha256_file
 from training.metrics import TEMPERATURE_BOUNDS
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_CELLS = REPO / "tests" / "fixtures" / "cells"
+DATASET2_TEST_SOURCES = DATASET2_TRAIN_SOURCES.with_name("dataset2_test_sources.csv")
+
+
+def _sources(path: Path) -> dict[str, str] | None:
+    from training.sources import read_sources
+
+    return read_sources(path) if path.exists() else None
 
 
 def _pct(x: float) -> str:
@@ -36,6 +44,7 @@ def _summary(m: dict) -> dict:
         "per_class",
         "confusion_matrix",
         "unidentified",
+        "per_original",
     )
     return {k: m[k] for k in keep if k in m}
 
@@ -51,7 +60,8 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
         if calib_path.exists():
             calib = json.loads(calib_path.read_text())
         else:
-            calib = calibrate(run / "model.keras", run / "split.json", train_dir, run / "calib")
+            train_sources = _sources(DATASET2_TRAIN_SOURCES)
+            calib = calibrate(run / "model.keras", run / "split.json", train_dir, run / "calib", sources=train_sources)
         cfg = json.loads((run / "train_config.json").read_text())
         candidates.append(
             {
@@ -86,19 +96,21 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
     sha = sha256_file(model_file)
     model = load_model(model_file)
     results: dict[str, dict] = {}
-    for split, folder in (
-        ("TEST", data_root / "TEST"),
-        ("TEST_SIMPLE", data_root / "TEST_SIMPLE"),
-        ("fixtures", FIXTURE_CELLS),
+    test_sources = _sources(DATASET2_TEST_SOURCES)
+    for split, folder, sources in (
+        ("TEST", data_root / "TEST", test_sources),
+        ("TEST_SIMPLE", data_root / "TEST_SIMPLE", None),
+        ("fixtures", FIXTURE_CELLS, None),
     ):
         previous = out / split / "metrics.json"
         if previous.exists():  # same model file + calibration already evaluated: reuse the measurement
             prev = json.loads(previous.read_text())
             same = prev.get("model_sha256") == sha and prev.get("temperature") == temperature
-            if same and prev.get("unidentified", {}).get("threshold") == threshold:
+            has_originals = sources is None or "per_original" in prev
+            if same and has_originals and prev.get("unidentified", {}).get("threshold") == threshold:
                 results[split] = prev
                 continue
-        results[split] = evaluate(model_file, folder, out / split, temperature, threshold, model=model)
+        results[split] = evaluate(model_file, folder, out / split, temperature, threshold, model=model, sources=sources)
 
     assets = dest / "reports" / name
     assets.mkdir(parents=True, exist_ok=True)
@@ -168,7 +180,9 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
             "candidates": [{k: v for k, v in c.items() if k != "calibration"} for c in candidates],
         },
         "metrics": {
-            "validation": _summary(calib["validation_metrics"]) | {"unidentified": calib["validation_threshold_stats"]},
+            "validation": _summary(calib["validation_metrics"])
+            | {"unidentified": calib["validation_threshold_stats"]}
+            | ({"per_original": calib["validation_per_original"]} if "validation_per_original" in calib else {}),
             "test": _summary(results["TEST"]),
             "test_simple": _summary(results["TEST_SIMPLE"]),
             "fixture_cells": _summary(results["fixtures"]),
@@ -231,6 +245,22 @@ def _metrics_table(metrics: dict) -> str:
             f"{m['macro_f1']:.3f} | {m['ece']:.3f} | {ece_raw} |"
         )
     return "\n".join(rows)
+
+
+def _per_original(metrics: dict) -> str:
+    rows = []
+    for label, key in (("validation", "validation"), ("TEST", "test")):
+        po = metrics[key].get("per_original")
+        if po:
+            classes = ", ".join(f"{c.lower()} {k}/{n}" for c, (k, n) in po["per_class_correct_of"].items())
+            rows.append(f"- {label}: {po['correct']} of {po['originals']} originals right ({classes})")
+    if not rows:
+        return ""
+    return (
+        "Per original cell (an original counts as right when the mean calibrated probability over its "
+        "augmented copies picks its class; per-image figures weight a monocyte original by ~150 copies and a "
+        "neutrophil original by ~13; originals recovered by `python -m training sources`):\n\n" + "\n".join(rows)
+    )
 
 
 def _per_class_table(metrics: dict) -> str:
@@ -317,6 +347,8 @@ labelled cells before relying on it; accuracy and calibration measured here do n
 
 {_metrics_table(m)}
 
+{_per_original(m)}
+
 Per class:
 
 {_per_class_table(m)}
@@ -350,8 +382,8 @@ Cells whose calibrated confidence is below {cal["threshold"]:.4f} are reported a
 - Class-weighted cross-entropy (label smoothing {tr["label_smoothing"]}), batch {tr["batch_size"]}, seed {tr["seed"]}.
 - Phase 1: backbone frozen, head trained {tr["head_epochs"]} epochs at {tr["head_lr"]} ({tr["optimizer"]}).
 - Phase 2: backbone unfrozen from `{tr["unfreeze_from"]}` (BatchNorm frozen), {tr["lr_schedule"]} from {tr["lr"]},
-  {tr["phase2_epochs_planned"]} epochs planned within the wall-clock budget; early stopping on validation loss
-  (patience {tr["patience"]}), best weights restored: phase/epoch {tr["best_epoch"]}.
+  {tr["phase2_epochs_planned"]} epochs planned within the wall-clock budget; early stopping on
+  {tr.get("monitor", "val_loss")} (patience {tr["patience"]}), best weights restored: phase/epoch {tr["best_epoch"]}.
 - Trained with Keras {tr["keras"]} on the `{tr["backend"]}` backend ({tr.get("device", "device not recorded")},
   {tr["wall_s"]:.0f} s); evaluated and served with the TensorFlow backend (the .keras file loads on either).
 

@@ -13,12 +13,13 @@ import numpy as np
 
 from classifier.inference import sha256_of as sha256_file
 from classifier.preprocessing import CLASSES, INPUT_SHAPE, load_and_prepare
-from training.data import list_images
+from training.data import UNMATCHED, list_images
 from training.metrics import (
     choose_threshold,
     classification_metrics,
     fit_temperature,
     nll,
+    per_original_accuracy,
     softmax,
     threshold_stats,
 )
@@ -86,9 +87,11 @@ def evaluate(
     card_path: str | Path | None = None,
     batch_size: int = 32,
     model=None,
+    sources: dict[str, str] | None = None,
 ) -> dict:
     """Evaluate on a class-per-folder directory; writes metrics.json, confusion_matrix.png
-    and predictions.csv to ``out_dir``. Temperature/threshold default to the card's."""
+    and predictions.csv to ``out_dir``. Temperature/threshold default to the card's.
+    With ``sources`` (``training.sources`` CSV of this folder) also per-original accuracy."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if card_path:
@@ -110,6 +113,8 @@ def evaluate(
     }
     if threshold is not None:
         result["unidentified"] = threshold_stats(probs, data.labels, threshold)
+    if sources:
+        result["per_original"] = per_original_accuracy(probs, data.labels, _originals(data.paths, sources))
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     plot_confusion(
         np.array(result["confusion_matrix"]["rows_true_cols_pred"]),
@@ -125,6 +130,15 @@ def evaluate(
                 + "\n"
             )
     return result
+
+
+def _originals(paths: list[str], sources: dict[str, str]) -> list[str | None]:
+    """The recovered original of each ``.../CLASS/name`` path, None when unknown/unmatched."""
+    out = []
+    for p in paths:
+        src = sources.get(f"{Path(p).parent.name}/{Path(p).name}")
+        out.append(None if src in (None, UNMATCHED) else f"{Path(p).parent.name}/{src}")
+    return out
 
 
 def _resolve(paths: list[str], data_dir: str | Path | None) -> list[str]:
@@ -146,6 +160,7 @@ def calibrate(
     target_accuracy: float = 0.99,
     max_flagged: float = 0.2,
     model=None,
+    sources: dict[str, str] | None = None,
 ) -> dict:
     """Fit the temperature and the "unidentified" threshold on the held-out validation
     groups recorded in ``split.json`` (never on TEST). Writes calibration.json."""
@@ -167,6 +182,8 @@ def calibrate(
         "validation_metrics": classification_metrics(probs, labels),
         "validation_threshold_stats": threshold_stats(probs, labels, threshold),
     }
+    if sources:
+        result["validation_per_original"] = per_original_accuracy(probs, labels, _originals(paths, sources))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=1))

@@ -139,3 +139,30 @@ def choose_threshold(
         best = floor
         rule += f"; raised to the floor {floor} (below it a cell is never more likely right than wrong)"
     return best, rule
+
+
+def per_original_accuracy(probs: np.ndarray, labels: np.ndarray, groups: list[str | None]) -> dict:
+    """Accuracy counted per original cell instead of per augmented copy: an original is right
+    when the mean probability over its copies picks its class. Files without a group
+    (``None``) are skipped. TEST weights originals by their number of copies (a monocyte
+    original has ~150, a neutrophil ~13); this view weights every cell once."""
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g is not None:
+            by_group.setdefault(g, []).append(i)
+    per_class = {c: [0, 0] for c in CLASSES}
+    correct = 0
+    for ids in by_group.values():
+        label = int(labels[ids[0]])
+        right = int(probs[ids].mean(axis=0).argmax()) == label
+        correct += right
+        per_class[CLASSES[label]][0] += right
+        per_class[CLASSES[label]][1] += 1
+    n = len(by_group)
+    return {
+        "originals": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "files_counted": sum(len(v) for v in by_group.values()),
+        "per_class_correct_of": per_class,
+    }

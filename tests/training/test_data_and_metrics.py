@@ -11,6 +11,7 @@ from training.metrics import (
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
+    per_original_accuracy,
     softmax,
     threshold_stats,
 )
@@ -103,3 +104,22 @@ def test_threshold_choice_and_stats():
     assert 0.55 < t <= 0.6 and rule
     s = threshold_stats(probs, labels, t)
     assert s["errors"] == 1 and s["errors_caught"] == 1 and s["flagged"] == 1
+
+
+def test_per_original_accuracy_counts_each_original_once():
+    # original a (EOSINOPHIL): 3 copies, 2 wrong but the mean probability still picks EOSINOPHIL
+    # original b (LYMPHOCYTE): 1 copy, wrong; one file with no known original is skipped
+    probs = np.array(
+        [
+            [0.9, 0.1, 0.0, 0.0],
+            [0.4, 0.6, 0.0, 0.0],
+            [0.45, 0.55, 0.0, 0.0],
+            [0.0, 0.2, 0.8, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+        ]
+    )
+    labels = np.array([0, 0, 0, 1, 1])
+    r = per_original_accuracy(probs, labels, ["E/a", "E/a", "E/a", "L/b", None])
+    assert (r["originals"], r["correct"], r["accuracy"], r["files_counted"]) == (2, 1, 0.5, 4)
+    assert r["per_class_correct_of"]["EOSINOPHIL"] == [1, 1]
+    assert r["per_class_correct_of"]["LYMPHOCYTE"] == [0, 1]
