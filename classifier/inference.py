@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL_NAME = "wbc-lite0-v1"
+DEFAULT_MODEL_NAME = "wbc-lite0-v2"
 FEATURE_LAYER = "top_activation"  # last conv feature map of the Lite0 backbone
 
 

@@ -193,6 +193,7 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
             "granule colour is the cue and is sensitive to staining).",
             "Monocytes have only 16 originals in TRAIN and 4 in TEST: their metrics have wide uncertainty.",
             *_validation_gap(calib["validation_metrics"], results["TEST"]),
+            *_calibration_transfer(temperature, results["TEST"]),
             "Images with several white cells, no white cell, or a cell cut by the crop border: the model always "
             "answers one of the four classes (watch the 'unidentified' flag and the heatmap).",
             "Basophils, blasts, atypical/reactive lymphocytes and other cells outside the four classes are forced "
@@ -216,6 +217,18 @@ def _validation_gap(val: dict, test: dict) -> list[str]:
     return [
         f"Validation accuracy ({_pct(val['accuracy'])}) is above TEST ({_pct(test['accuracy'])}): the temperature "
         "and threshold fitted on validation are optimistic for TEST-like cells; see the 'unidentified' table."
+    ]
+
+
+def _calibration_transfer(temperature: float, test: dict) -> list[str]:
+    if test["ece"] <= test["ece_uncalibrated"]:
+        return []
+    direction = "under" if temperature > 1 else "over"
+    return [
+        f"The validation-fitted temperature ({temperature:.2f}) makes TEST probabilities {direction}confident: TEST "
+        f"ECE {test['ece']:.3f} calibrated vs {test['ece_uncalibrated']:.3f} at T=1. Validation and TEST differ in "
+        "how hard their few heavily-augmented originals are (see the per-original figures); recalibrate on the "
+        "lab's own confirmed cells."
     ]
 
 
