@@ -17,7 +17,6 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -25,6 +24,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from cases import selectors, services
@@ -35,7 +35,7 @@ from classifier import services as classifier_services
 from classifier.models import ModelVersion, Prediction
 
 from . import serializers as s
-from .authentication import ExpiringTokenAuthentication, token_expired, token_expires_at
+from .authentication import token_expired, token_expires_at
 from .exceptions import api_exception_handler
 from .filters import AuditEventFilter, PatientFilter, SampleFilter
 from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff
@@ -67,9 +67,10 @@ class Pagination(PageNumberPagination):
 
 class APIBase:
     # Defaults of every API view (no docstring: it would become every operation's description).
-    # Token authentication first, so that anonymous requests get 401 with WWW-Authenticate.
+    # REST_FRAMEWORK's list (expiring token first, so anonymous requests get 401 with
+    # WWW-Authenticate); named here because api/urls.py hands it to the schema views too.
 
-    authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
+    authentication_classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
     pagination_class = Pagination
 
     def get_exception_handler(self):

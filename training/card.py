@@ -12,9 +12,10 @@ import json
 import shutil
 from pathlib import Path
 
+from classifier.inference import sha256_of
 from classifier.preprocessing import CLASSES, INPUT_HEIGHT, INPUT_WIDTH
 from training.data import DATASET2_TRAIN_SOURCES
-from training.evaluate import calibrate, evaluate, load_model, sha256_file
+from training.evaluate import calibrate, evaluate, load_model
 from training.metrics import TEMPERATURE_BOUNDS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def make_card(runs: list[Path], data_root: Path, name: str, dest: Path, out: Pat
     dest.mkdir(parents=True, exist_ok=True)
     model_file = dest / f"{name}.keras"
     shutil.copyfile(run / "model.keras", model_file)
-    sha = sha256_file(model_file)
+    sha = sha256_of(model_file)
     model = load_model(model_file)
     results: dict[str, dict] = {}
     test_sources = _sources(DATASET2_TEST_SOURCES)

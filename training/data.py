@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image
 
 from classifier.preprocessing import CLASSES, INPUT_SHAPE, load_and_prepare
+from training.sources import UNMATCHED, read_sources
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DATASET2_TRAIN_SOURCES = Path(__file__).resolve().parent / "groups" / "dataset2_train_sources.csv"
-UNMATCHED = "unmatched"
 
 
 @dataclass
@@ -37,12 +37,18 @@ class Split:
     groups: list[str]
 
 
+def original_of(path: str | Path, cls: str, sources: dict[str, str] | None) -> str | None:
+    """The recovered original of file ``path`` of class ``cls`` (``sources`` is keyed
+    ``CLASS/name``), or None when unknown or unmatched."""
+    source = (sources or {}).get(f"{cls}/{Path(path).name}")
+    return None if source in (None, UNMATCHED) else source
+
+
 def group_key(path: str | Path, label: int, sources: dict[str, str] | None = None) -> str:
-    """``CLASS/<original>`` when ``sources`` knows the file (``CLASS/name``), else
-    ``CLASS/<file stem>`` (the file is its own group)."""
-    name = f"{CLASSES[label]}/{Path(path).name}"
-    source = (sources or {}).get(name)
-    return f"{CLASSES[label]}/{source}" if source else f"{CLASSES[label]}/{Path(path).stem}"
+    """``CLASS/<original>`` when ``sources`` knows the file, else ``CLASS/<file stem>``
+    (the file is its own group)."""
+    cls = CLASSES[label]
+    return f"{cls}/{original_of(path, cls, sources) or Path(path).stem}"
 
 
 def list_images(
@@ -61,7 +67,7 @@ def list_images(
             raise FileNotFoundError(f"missing class folder {folder}")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if sources is not None:
-            files = [f for f in files if sources.get(f"{cls}/{f.name}", UNMATCHED) != UNMATCHED]
+            files = [f for f in files if original_of(f, cls, sources)]
         if limit_per_class:
             files = _spread_over_groups(files, idx, limit_per_class, sources)
         paths += [str(p) for p in files]
@@ -76,8 +82,6 @@ def resolve_sources(data_dir: str | Path, groups: str = "auto") -> tuple[dict[st
     ``auto`` uses the committed dataset2 TRAIN CSV when it describes ``data_dir`` (it
     knows at least 90 % of the files), ``none`` disables grouping, anything else is a CSV
     path written by ``python -m training sources``."""
-    from training.sources import read_sources
-
     if groups == "none":
         return None, "none: every file is its own group"
     path = DATASET2_TRAIN_SOURCES if groups == "auto" else Path(groups)

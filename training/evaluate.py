@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.inference import sha256_of as sha256_file
+from classifier.inference import sha256_of
 from classifier.preprocessing import CLASSES, INPUT_SHAPE, load_and_prepare
-from training.data import UNMATCHED, list_images
+from training.data import list_images, original_of
 from training.metrics import (
     choose_threshold,
     classification_metrics,
@@ -105,7 +105,7 @@ def evaluate(
     probs = softmax(logits, temperature)
     result = {
         "model": str(model_path),
-        "model_sha256": sha256_file(model_path),
+        "model_sha256": sha256_of(model_path),
         "data": str(data_dir),
         "temperature": temperature,
         **classification_metrics(probs, data.labels),
@@ -136,8 +136,9 @@ def _originals(paths: list[str], sources: dict[str, str]) -> list[str | None]:
     """The recovered original of each ``.../CLASS/name`` path, None when unknown/unmatched."""
     out = []
     for p in paths:
-        src = sources.get(f"{Path(p).parent.name}/{Path(p).name}")
-        out.append(None if src in (None, UNMATCHED) else f"{Path(p).parent.name}/{src}")
+        cls = Path(p).parent.name
+        src = original_of(p, cls, sources)
+        out.append(f"{cls}/{src}" if src else None)
     return out
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.preprocessing import CLASSES
-from training.data import UNMATCHED, Split, class_weights, group_key, grouped_split, list_images, resolve_sources
+from training.data import Split, class_weights, group_key, grouped_split, list_images, resolve_sources
 from training.metrics import (
     choose_threshold,
     classification_metrics,
@@ -15,6 +15,7 @@ from training.metrics import (
     softmax,
     threshold_stats,
 )
+from training.sources import UNMATCHED
 
 CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells"
 
