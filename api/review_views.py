@@ -74,6 +74,7 @@ def _cell(row: rs.CellRow, request) -> dict:
         "probabilities": prediction.probabilities if prediction else None,
         "confidence": prediction.confidence if prediction else None,
         "unidentified": bool(prediction and prediction.unidentified),
+        "cell_found": prediction.cell_found if prediction else None,
         "model_version": prediction.model_version.name if prediction else None,
         "heatmap_url": heatmap_url,
         "final_class": row.final_class,

@@ -11,8 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cases.cell_classes import FINAL_CLASS_CHOICES
 from cases.models import (
-    FINAL_CLASS_CHOICES,
     Amendment,
     AuditEvent,
     CellImage,
@@ -126,7 +126,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = [
-            "id", "predicted_class", "probabilities", "confidence", "unidentified", "model_version",
+            "id", "predicted_class", "probabilities", "confidence", "unidentified", "cell_found", "model_version",
             "heatmap_url", "created_at",
         ]
         read_only_fields = fields
@@ -248,7 +248,7 @@ DifferentialRowSerializer = type(
     (serializers.Serializer,),
     {
         "__doc__": "One cell class: AI vs the doctor's final count and %, absolute count (×10⁹/L) when known.",
-        "class": serializers.CharField(help_text="EOSINOPHIL, LYMPHOCYTE, MONOCYTE or NEUTROPHIL"),
+        "class": serializers.CharField(help_text="One of " + ", ".join(CLASSES)),
         "label": serializers.CharField(),
         "ai_count": serializers.IntegerField(),
         "ai_percent": serializers.CharField(allow_null=True, help_text="Decimal as a string, e.g. \"50.0\""),
@@ -277,6 +277,11 @@ class ReviewCellSerializer(serializers.Serializer):
     probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
     confidence = serializers.FloatField(allow_null=True)
     unidentified = serializers.BooleanField(help_text="Predicted below the model's confidence threshold")
+    cell_found = serializers.BooleanField(
+        allow_null=True,
+        help_text="False: no white cell was found and the whole image was classified; "
+        "null: the model version does not look for one",
+    )
     model_version = serializers.CharField(allow_null=True)
     heatmap_url = serializers.URLField(allow_null=True)
     final_class = serializers.ChoiceField(choices=FINAL_CLASS_CHOICES, allow_null=True)

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from . import audit
+from .cell_classes import FINAL_CLASS_CHOICES
 
 
 class Sex(models.TextChoices):
@@ -251,16 +252,6 @@ for _model in (Patient, Sample, CellImage):
 
 
 # Review and sign-off --------------------------------------------------------
-
-EXCLUDED = "EXCLUDED"
-FINAL_CLASS_CHOICES = [
-    ("EOSINOPHIL", "Eosinophil"),
-    ("LYMPHOCYTE", "Lymphocyte"),
-    ("MONOCYTE", "Monocyte"),
-    ("NEUTROPHIL", "Neutrophil"),
-    (EXCLUDED, "Not classified / excluded"),
-]
-
 
 class CellReview(models.Model):
     """A doctor's verdict on one cell: the final class (or excluded) and a comment."""

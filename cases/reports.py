@@ -23,12 +23,14 @@ LOINC_PERCENT = {
     "LYMPHOCYTE": ("26478-8", "Lymphocytes/100 leukocytes in Blood"),
     "MONOCYTE": ("26485-3", "Monocytes/100 leukocytes in Blood"),
     "NEUTROPHIL": ("26511-6", "Neutrophils/100 leukocytes in Blood"),
+    "BASOPHIL": ("30180-4", "Basophils/100 leukocytes in Blood"),
 }
 LOINC_ABSOLUTE = {
     "EOSINOPHIL": ("26449-9", "Eosinophils [#/volume] in Blood"),
     "LYMPHOCYTE": ("26474-7", "Lymphocytes [#/volume] in Blood"),
     "MONOCYTE": ("26484-6", "Monocytes [#/volume] in Blood"),
     "NEUTROPHIL": ("26499-4", "Neutrophils [#/volume] in Blood"),
+    "BASOPHIL": ("26444-0", "Basophils [#/volume] in Blood"),
 }
 LOINC_SYSTEM = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

@@ -8,9 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 
+from .cell_classes import CELL_CLASSES, EXCLUDED, FINAL_CLASS_CHOICES
 from .models import (
-    EXCLUDED,
-    FINAL_CLASS_CHOICES,
     CellImage,
     ImageStatus,
     Priority,
@@ -19,7 +18,7 @@ from .models import (
     Signature,
 )
 
-CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+CLASSES = CELL_CLASSES
 CLASS_LABELS = dict(FINAL_CLASS_CHOICES)
 UNIDENTIFIED = "UNIDENTIFIED"
 REVIEWABLE_STATUSES = (SampleStatus.AWAITING_REVIEW, SampleStatus.AMENDED)

@@ -11,8 +11,8 @@ from accounts.roles import Role, has_role
 
 from . import review_selectors as rs
 from .audit import AuditAction, audit_context, record_event
+from .cell_classes import EXCLUDED, FINAL_CLASS_CHOICES
 from .models import (
-    FINAL_CLASS_CHOICES,
     Amendment,
     CellImage,
     CellReview,
@@ -116,7 +116,7 @@ def sign_off_blockers(*, sample: Sample, actor=None) -> list[str]:
         reasons.append(f"{unidentified} cell(s) remain in the unidentified group")
     if unreviewed:
         reasons.append(f"{unreviewed} cell(s) are not reviewed")
-    if rows and all(r.final_class == "EXCLUDED" for r in rows if r.review):
+    if rows and all(r.final_class == EXCLUDED for r in rows if r.review):
         reasons.append("every cell is excluded; nothing to report")
     if actor is not None and sample.images.filter(uploaded_by=actor).exists():
         reasons.append("you uploaded images of this sample; another doctor must sign it (four-eyes)")

@@ -6,8 +6,16 @@ Contract used by the Celery tasks::
     clf = load_classifier()                      # cached per process and path
     preds = clf.predict(images=[pil_img, ...])   # list[CellPrediction], same order
 
-Temperature, threshold and the expected sha256 come from the JSON model card next to the
-``.keras`` file; a model whose sha256 does not match its card is refused.
+Temperature, threshold, the expected sha256, the output classes and the preprocessing
+method come from the JSON model card next to the ``.keras`` file; a model whose sha256 does
+not match its card is refused.
+
+Outputs. wbc-lite0-v1/v2 have the four classes of ``classifier.preprocessing.CLASSES``;
+from wbc-lite0-v3 on, a model has the five classes of the differential plus ``OTHER`` ("none
+of these": immature granulocytes, erythroblasts, platelets, debris). The suggested class is
+always the most probable *cell class*; its probability is the confidence, and a cell is
+"unidentified" when the confidence is below the card's threshold, so a cell whose mass goes
+to ``OTHER`` (or is split between classes) is flagged for the reviewer.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classifier.preprocessing import CLASSES, INPUT_SHAPE, prepare_image, to_rgb8
+from cases.cell_classes import CELL_CLASSES
+from classifier.preprocessing import CLASSES, FRAME, input_shape, prepare, to_rgb8
 
 __all__ = [
     "CLASSES",
@@ -36,18 +45,20 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL_NAME = "wbc-lite0-v2"
+DEFAULT_MODEL_NAME = "wbc-lite0-v3"
+OTHER = "OTHER"  # the "none of these" output of five-class models
 FEATURE_LAYER = "top_activation"  # last conv feature map of the Lite0 backbone
 
 
 @dataclass(frozen=True)
 class CellPrediction:
-    label: str  # one of CLASSES
-    probabilities: dict[str, float]  # calibrated, sums to 1
-    confidence: float  # calibrated max prob
+    label: str  # the most probable cell class (never OTHER)
+    probabilities: dict[str, float]  # calibrated, every output of the model (OTHER included), sums to 1
+    confidence: float  # calibrated probability of ``label``
     unidentified: bool  # confidence < card threshold
-    heatmap_png: bytes  # Grad-CAM of the predicted class, RGBA PNG of the input's width/height ("" if not asked)
+    heatmap_png: bytes  # Grad-CAM of ``label``, RGBA PNG of the input's width/height (b"" if not asked)
     inference_ms: float  # wall time of the batch call divided by the batch size
+    cell_found: bool | None = None  # False: no white cell found, the whole image was classified; None: not looked for
 
 
 def default_model_path() -> Path:
@@ -76,11 +87,20 @@ def _colormap(values: np.ndarray) -> np.ndarray:
     return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
-def heatmap_to_png(cam: np.ndarray, size: tuple[int, int]) -> bytes:
+def heatmap_to_png(cam: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int] | None = None) -> bytes:
     """Low-resolution CAM in [0, 1] -> RGBA PNG of ``size`` (width, height); alpha grows
-    with activation so the PNG can be laid straight over the original image."""
-    cam_img = Image.fromarray(cam.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)
-    cam_full = np.clip(np.asarray(cam_img, np.float32), 0.0, 1.0)
+    with activation so the PNG can be laid straight over the original image. ``box`` (left,
+    top, right, bottom, in image pixels, may reach outside it) is where the model's input was
+    cut from; without it the CAM covers the whole image."""
+    if box is None:
+        box = (0, 0, *size)
+    left, top, right, bottom = box
+    cam_img = Image.fromarray(cam.astype(np.float32)).resize(
+        (max(1, right - left), max(1, bottom - top)), Image.Resampling.BILINEAR
+    )
+    canvas = Image.new("F", size, 0.0)
+    canvas.paste(cam_img, (left, top))
+    cam_full = np.clip(np.asarray(canvas, np.float32), 0.0, 1.0)
     rgba = np.empty((*cam_full.shape, 4), np.uint8)
     rgba[..., :3] = _colormap(cam_full)
     rgba[..., 3] = (np.power(cam_full, 0.8) * 190.0).astype(np.uint8)
@@ -106,8 +126,12 @@ class Classifier:
         self.temperature: float = float(calibration.get("temperature", 1.0))
         self.threshold: float = float(calibration.get("threshold", 0.0))
         self.classes: tuple[str, ...] = tuple(self.card.get("classes", CLASSES))
-        if self.classes != CLASSES:
-            raise ValueError(f"model card classes {self.classes} != {CLASSES}")
+        unknown = set(self.classes) - {*CELL_CLASSES, OTHER}
+        if unknown or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"model card classes {self.classes}: unknown or repeated {sorted(unknown)}")
+        self.cell_outputs = np.array([i for i, c in enumerate(self.classes) if c in CELL_CLASSES])
+        self.method: str = self.card.get("input_method", FRAME)
+        self.input_shape = input_shape(self.method)
         self.model = keras.saving.load_model(str(self.model_path), compile=False)
         self.backend = keras.backend.backend()
         self._grad_model = keras.Model(
@@ -137,8 +161,12 @@ class Classifier:
 
         return np.asarray(keras.ops.convert_to_numpy(self.model(x, training=False)), np.float64)
 
+    def _top_cell_class(self, logits):
+        """Index (into the outputs) of the most probable cell class, per row."""
+        return self.cell_outputs[np.asarray(logits)[:, self.cell_outputs].argmax(axis=1)]
+
     def _logits_and_cams(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One batched forward + backward pass: logits and Grad-CAM of the top class."""
+        """One batched forward + backward pass: logits and Grad-CAM of the top cell class."""
         if self.backend == "tensorflow":
             fn = self._tf_fns.get(True)
             if fn is None:
@@ -146,11 +174,13 @@ class Classifier:
 
                 grad_model = self._grad_model
 
+                cell_outputs = tf.constant(self.cell_outputs, tf.int64)
+
                 @tf.function(reduce_retracing=True)
                 def fn(batch):
                     with tf.GradientTape() as tape:
                         feats, logits = grad_model(batch, training=False)
-                        top = tf.argmax(logits, axis=1)
+                        top = tf.gather(cell_outputs, tf.argmax(tf.gather(logits, cell_outputs, axis=1), axis=1))
                         score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
                     grads = tape.gradient(score, feats)
                     return logits, feats, grads
@@ -163,7 +193,8 @@ class Classifier:
             batch = torch.as_tensor(x)
             with torch.enable_grad():
                 feats, logits = self._grad_model(batch, training=False)
-                top = logits.argmax(dim=1)
+                cells = torch.as_tensor(self.cell_outputs, device=logits.device)
+                top = cells[logits[:, cells].argmax(dim=1)]
                 score = logits.gather(1, top[:, None]).sum()
                 (grads,) = torch.autograd.grad(score, feats)
             logits, feats, grads = (t.detach().cpu().numpy() for t in (logits, feats, grads))
@@ -181,9 +212,10 @@ class Classifier:
             return []
         start = time.perf_counter()
         rgb = [to_rgb8(img) for img in images]
-        x = np.empty((len(rgb), *INPUT_SHAPE), np.float32)
-        for i, img in enumerate(rgb):
-            x[i] = prepare_image(img)
+        prepared = [prepare(img, method=self.method) for img in rgb]
+        x = np.empty((len(rgb), *self.input_shape), np.float32)
+        for i, p in enumerate(prepared):
+            x[i] = p.array
         with self._lock:
             if with_heatmap:
                 logits, cams = self._logits_and_cams(x)
@@ -193,20 +225,24 @@ class Classifier:
         z -= z.max(axis=1, keepdims=True)
         probs = np.exp(z)
         probs /= probs.sum(axis=1, keepdims=True)
-        pngs = [heatmap_to_png(cams[i], rgb[i].size) if cams is not None else b"" for i in range(len(rgb))]
+        pngs = [
+            heatmap_to_png(cams[i], rgb[i].size, prepared[i].box) if cams is not None else b"" for i in range(len(rgb))
+        ]
+        top = self._top_cell_class(probs)
         per_image_ms = (time.perf_counter() - start) * 1000.0 / len(rgb)
         out = []
         for i, p in enumerate(probs):
-            k = int(p.argmax())
+            k = int(top[i])
             conf = float(p[k])
             out.append(
                 CellPrediction(
-                    label=CLASSES[k],
-                    probabilities={c: float(v) for c, v in zip(CLASSES, p, strict=True)},
+                    label=self.classes[k],
+                    probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
                     confidence=conf,
                     unidentified=conf < self.threshold,
                     heatmap_png=pngs[i],
                     inference_ms=per_image_ms,
+                    cell_found=prepared[i].cell_found,
                 )
             )
         return out

@@ -1,10 +1,10 @@
 from django.db import models
 
 from cases import audit
+from cases.cell_classes import CELL_CLASS_LABELS, CELL_CLASSES
 from cases.models import CellImage
 
-CELL_CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-CellClass = models.TextChoices("CellClass", [(c, (c, c.capitalize())) for c in CELL_CLASSES])
+CellClass = models.TextChoices("CellClass", [(c, (c, CELL_CLASS_LABELS[c])) for c in CELL_CLASSES])
 
 
 class ModelVersion(models.Model):
@@ -38,6 +38,11 @@ class Prediction(models.Model):
     probabilities = models.JSONField(help_text="Calibrated probability of every class")
     confidence = models.FloatField()
     unidentified = models.BooleanField(help_text="Confidence below the model's threshold: needs review")
+    cell_found = models.BooleanField(
+        null=True,
+        help_text="False: no white cell was found and the whole image was classified; "
+        "empty: the model version classifies the whole image and does not look for one",
+    )
     heatmap = models.ImageField(upload_to="heatmaps/%Y/%m/", blank=True)
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)

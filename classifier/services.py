@@ -173,6 +173,7 @@ def _store(*, image: CellImage, version: ModelVersion, result) -> None:
                     probabilities=result.probabilities,
                     confidence=result.confidence,
                     unidentified=result.unidentified,
+                    cell_found=result.cell_found,
                     inference_ms=result.inference_ms,
                 )
                 if result.heatmap_png:

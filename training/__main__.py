@@ -1,6 +1,10 @@
 """Command line: ``python -m training {train,evaluate,calibrate,card,convert,cache}``.
 
-train      two-phase transfer learning (see training/train.py)
+train      two-phase transfer learning on one lab's frames (see training/train.py)
+train-cells  multi-lab training on cell-centred crops (see training/train_cells.py)
+cells      build the cell-crop caches of BCCD and PBC (see training/labs.py)
+evaluate-cells  logits, calibration and per-lab figures of cell models (training/evaluate_cells.py)
+card-cells      select on validation, install the served model and write its card (training/card_cells.py)
 evaluate   metrics.json + confusion_matrix.png on any class-per-folder directory
 calibrate  temperature + "unidentified" threshold on the validation split
 card       calibrate, evaluate on TEST and TEST_SIMPLE, install the model + model card
@@ -25,6 +29,27 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import add_arguments
 
     add_arguments(sub.add_parser("train", help="train a classifier"))
+
+    from training.train_cells import add_arguments as add_cell_arguments
+
+    add_cell_arguments(sub.add_parser("train-cells", help="multi-lab training on cell-crop caches"))
+
+    p = sub.add_parser("cells", help="cell-crop caches of BCCD and PBC (and the PBC split file)")
+    p.add_argument("--shared", default="../shared/data", help="the shared data folder")
+    p.add_argument("--out", required=True, help="folder for bccd_train/bccd_test/pbc_trainval/pbc_test .npz")
+    p.add_argument("--copies-per-original", type=int, default=12, help="BCCD TRAIN files kept per original")
+
+    p = sub.add_parser("evaluate-cells", help="logits + calibration + test figures of cell models (results.json)")
+    p.add_argument("--models", nargs="+", required=True, help="NAME=PATH (.keras or .weights16.npz beside NAME/)")
+    p.add_argument("--caches", required=True, help="folder with the caches from `python -m training cells`")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("card-cells", help="select, install and describe a multi-lab cell model")
+    p.add_argument("--results", nargs="+", required=True, help="results.json files from evaluate-cells")
+    p.add_argument("--runs", nargs="+", required=True, help="folders holding the candidates' NAME.keras")
+    p.add_argument("--name", required=True)
+    p.add_argument("--supersedes", default=None)
+    p.add_argument("--dest", default=str(Path(__file__).resolve().parent.parent / "classifier" / "models"))
 
     p = sub.add_parser("evaluate", help="evaluate a .keras model on a class-per-folder directory")
     p.add_argument("--model", required=True)
@@ -73,6 +98,32 @@ def main(argv: list[str] | None = None) -> int:
         from training.train import train
 
         train(args)
+    elif args.command == "train-cells":
+        from training.train_cells import train_cells
+
+        train_cells(args)
+    elif args.command == "evaluate-cells":
+        from training.evaluate_cells import evaluate_models
+
+        models = dict(m.split("=", 1) for m in args.models)
+        results = evaluate_models({k: Path(v) for k, v in models.items()}, Path(args.caches), Path(args.out))
+        print(json.dumps({k: v["calibration"]["nll"] for k, v in results.items()}, indent=1))
+    elif args.command == "card-cells":
+        from training.card_cells import make_cell_card
+
+        card = make_cell_card(
+            results_paths=[Path(r) for r in args.results],
+            runs_dirs=[Path(r) for r in args.runs],
+            name=args.name,
+            dest=Path(args.dest),
+            supersedes=args.supersedes,
+        )
+        print(json.dumps({"selected": card["selection"]["selected_run"], "sha256": card["sha256"]}, indent=1))
+    elif args.command == "cells":
+        from training.labs import build_all_caches
+
+        for path in build_all_caches(Path(args.shared), Path(args.out), copies_per_original=args.copies_per_original):
+            print(path)
     elif args.command == "evaluate":
         from training.evaluate import evaluate
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from classifier.preprocessing import CLASSES, INPUT_SHAPE
@@ -20,20 +21,23 @@ def build_classifier(
     weights: str = "imagenet",
     dropout: float = 0.3,
     imagenet_weights_path: Path | None = None,
+    *,
+    classes: tuple[str, ...] = CLASSES,
+    input_shape: tuple[int, int, int] = INPUT_SHAPE,
 ) -> keras.Model:
-    """Served model: float32 RGB in [0, 255], shape INPUT_SHAPE -> 4 logits.
+    """Served model: float32 RGB in [0, 255] of ``input_shape`` -> one logit per class.
 
     The backbone normalisation is inside the graph, so serving only has to feed the
     output of ``classifier.preprocessing.prepare_image``.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHITECTURES}")
-    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    inputs = keras.Input(shape=input_shape, name="image")
     x = lite0.normalize(inputs)
     x = lite0.lite0_features(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(len(CLASSES), name="logits")(x)
+    outputs = layers.Dense(len(classes), name="logits")(x)
     model = keras.Model(inputs, outputs, name=arch)
     if weights == "imagenet":
         load_imagenet_weights(model, imagenet_weights_path or DEFAULT_WEIGHTS)
@@ -148,6 +152,109 @@ class StainJitter(layers.Layer):
         }
 
 
+class StainShift(layers.Layer):
+    """Strong stain / camera / focus augmentation for labs never seen, on [0, 255] RGB,
+    training only. Per image: a colour cast (per-channel gain up to +-``cast``), a hue rotation
+    (up to +-``hue`` degrees, about the grey axis), saturation, contrast, brightness and gamma;
+    with probability ``p_gray`` grayscale; with probability ``p_blur`` a defocus blur of random
+    strength; with probability ``p_noise`` sensor noise. Everything is an element-wise op or
+    one depthwise convolution, so it runs on any Keras backend and on the GPU."""
+
+    def __init__(
+        self,
+        cast=0.18,
+        hue=25.0,
+        saturation=0.45,
+        contrast=0.3,
+        brightness=0.1,
+        gamma=0.35,
+        p_gray=0.1,
+        p_blur=0.4,
+        p_noise=0.3,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.cfg = {
+            "cast": float(cast),
+            "hue": float(hue),
+            "saturation": float(saturation),
+            "contrast": float(contrast),
+            "brightness": float(brightness),
+            "gamma": float(gamma),
+            "p_gray": float(p_gray),
+            "p_blur": float(p_blur),
+            "p_noise": float(p_noise),
+        }
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        k = np.exp(-0.5 * (np.arange(-3, 4) / 1.6) ** 2)
+        k2 = np.outer(k, k) / np.outer(k, k).sum()
+        self._kernel = np.repeat(k2[:, :, None, None], 3, axis=2).astype("float32")  # (7, 7, 3, 1)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        ops, c = keras.ops, self.cfg
+        n = ops.shape(images)[0]
+        u = keras.random.uniform((n, 13), minval=-1.0, maxval=1.0, seed=self.seed_generator)
+
+        def per_image(v):
+            return ops.reshape(v, (n, 1, 1, 1))
+
+        x = images / 255.0
+        # gamma, then colour cast (the illuminant / camera white balance / stain intensity)
+        x = ops.power(ops.maximum(x, 1e-4), per_image(ops.exp(c["gamma"] * u[:, 0])))
+        x = x * ops.reshape(1.0 + c["cast"] * u[:, 1:4], (n, 1, 1, 3))
+        # hue rotation about the grey axis (Rodrigues' formula on the unit diagonal)
+        theta = u[:, 4] * (c["hue"] * math.pi / 180.0)
+        cos, sin = ops.cos(theta), ops.sin(theta)
+        a = (1.0 - cos) / 3.0
+        b = sin / math.sqrt(3.0)
+        d = cos + a
+        rot = ops.stack([d, a - b, a + b, a + b, d, a - b, a - b, a + b, d], axis=1)
+        x = ops.einsum("nhwc,ndc->nhwd", x, ops.reshape(rot, (n, 3, 3)))
+        gray = ops.mean(x, axis=-1, keepdims=True)
+        sat = 1.0 + c["saturation"] * u[:, 5]
+        sat = ops.where(u[:, 6] < 2.0 * c["p_gray"] - 1.0, 0.0, sat)
+        x = gray + (x - gray) * per_image(sat)
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        x = mean + (x - mean) * per_image(1.0 + c["contrast"] * u[:, 7])
+        x = x + per_image(c["brightness"] * u[:, 8])
+        # defocus: a mix of the image and its Gaussian blur, applied twice for strong blur
+        blur_w = ops.where(u[:, 9] < 2.0 * c["p_blur"] - 1.0, (u[:, 10] + 1.0) / 2.0, 0.0)
+        kernel = ops.convert_to_tensor(self._kernel)
+        blurred = ops.depthwise_conv(x, kernel, strides=1, padding="same")
+        blurred2 = ops.depthwise_conv(blurred, kernel, strides=1, padding="same")
+        w = per_image(blur_w)
+        x = (
+            x * ops.maximum(1.0 - 2.0 * w, 0.0)
+            + blurred * (1.0 - ops.abs(1.0 - 2.0 * w))
+            + blurred2 * ops.maximum(2.0 * w - 1.0, 0.0)
+        )
+        noise_sd = ops.where(u[:, 11] < 2.0 * c["p_noise"] - 1.0, (u[:, 12] + 1.0) * 0.012, 0.0)
+        x = x + keras.random.normal(ops.shape(x), seed=self.seed_generator) * per_image(noise_sd)
+        return ops.clip(x * 255.0, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self.cfg, "seed": self.seed}
+
+
+def build_robust_augmenter(seed: int) -> keras.Sequential:
+    """Augmentation for a lab never seen: geometry with a wider zoom (the crop's size estimate
+    errs by up to ~25 %), then :class:`StainShift`."""
+    return keras.Sequential(
+        [
+            RandomAffineCell(zoom=(0.8, 1.25), shift=0.08, seed=seed, name="random_affine"),
+            StainShift(seed=seed + 1, name="stain_shift"),
+        ],
+        name="augment_robust",
+    )
+
+
 def build_augmenter(seed: int) -> keras.Sequential:
     """On-the-fly augmentation on [0, 255] RGB, inside the training model only:
     geometry (flips, any rotation, zoom, shift) and colour/stain jitter."""
@@ -157,9 +264,9 @@ def build_augmenter(seed: int) -> keras.Sequential:
     )
 
 
-def build_training_model(core: keras.Model, seed: int) -> keras.Model:
-    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = build_augmenter(seed)(inputs)
+def build_training_model(core: keras.Model, seed: int, *, robust: bool = False) -> keras.Model:
+    inputs = keras.Input(shape=core.input_shape[1:], name="image")
+    x = (build_robust_augmenter if robust else build_augmenter)(seed)(inputs)
     return keras.Model(inputs, core(x), name="train_wrapper")
 
 

@@ -5,7 +5,7 @@
   if (!gallery) return;
   const canEdit = gallery.dataset.canEdit === "1";
   const cells = Array.from(gallery.querySelectorAll(".review-cell"));
-  const KEY_CLASSES = { "1": "EOSINOPHIL", "2": "LYMPHOCYTE", "3": "MONOCYTE", "4": "NEUTROPHIL", "0": "EXCLUDED" };
+  const KEY_CLASSES = { "1": "EOSINOPHIL", "2": "LYMPHOCYTE", "3": "MONOCYTE", "4": "NEUTROPHIL", "5": "BASOPHIL", "0": "EXCLUDED" };
   const panel = document.getElementById("cell-panel");
   const largeImg = document.getElementById("cell-large-img");
   const heat = document.getElementById("cell-large-heatmap");

@@ -137,7 +137,7 @@ def test_confirm_group_and_reclassify_through_the_api(doctor_api, doctor, review
 def test_cell_review_input_and_existence_checks(doctor_api, reviewable, technician):
     image = reviewable.images.order_by("pk").first()
     url = _url("cell-review", reviewable, image.pk)
-    bad_class = doctor_api.post(url, {"final_class": "BASOPHIL"}, format="json")
+    bad_class = doctor_api.post(url, {"final_class": "PLATELET"}, format="json")
     assert bad_class.status_code == 400 and "final_class" in bad_class.json()
     malformed = doctor_api.post(url, '{"final_class": ', content_type="application/json")
     assert malformed.status_code == 400 and "JSON parse error" in malformed.json()["detail"]

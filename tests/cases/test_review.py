@@ -246,7 +246,7 @@ def test_keyboard_review_endpoint_returns_live_differential(client, doctor, revi
     assert state["cells"][str(image.pk)] == {"final_class": "LYMPHOCYTE", "comment": "atypical?", "group": "NEUTROPHIL"}
     bad = client.post(url, "{not json", content_type="application/json")
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
-    unknown = client.post(url, json.dumps({"final_class": "BASOPHIL"}), content_type="application/json")
+    unknown = client.post(url, json.dumps({"final_class": "PLATELET"}), content_type="application/json")
     assert unknown.status_code == 400
     event = AuditEvent.objects.filter(object_type="cases.cellreview", action="create").get()
     assert event.new_values["final_class"] == "LYMPHOCYTE" and event.actor_id == doctor.pk

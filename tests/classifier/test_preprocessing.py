@@ -96,3 +96,115 @@ def test_16bit_grayscale_is_scaled_not_clipped():
 def test_float_image_is_scaled():
     img = Image.fromarray(np.full((20, 30), 0.5, np.float32))
     assert 120 <= np.asarray(load_image(img))[0, 0, 0] <= 135
+
+
+# --------------------------------------------------------------------------- cell-centred crop
+
+PBC = Path(__file__).resolve().parents[1] / "fixtures" / "pbc"
+WHITE_CELLS = sorted(CELLS.glob("*/*.jpeg")) + sorted(
+    p
+    for folder in ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
+    for p in (PBC / folder).glob("*.jpg")
+)
+
+
+def _nucleus_fraction(arr: np.ndarray) -> float:
+    """Share of the crop's pixels that are stained nucleus (same score the finder uses)."""
+    from classifier.preprocessing import nucleus_map
+
+    return float((nucleus_map(arr.astype(np.float32)) > 0.25).mean())
+
+
+@pytest.mark.parametrize("path", WHITE_CELLS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_cell_crop_finds_the_white_cell_and_centres_it(path):
+    from classifier.preprocessing import CELL_CROP, CELL_INPUT_SHAPE, nucleus_map, prepare
+
+    out = prepare(load_image(path), method=CELL_CROP)
+    assert out.cell_found and out.array.shape == CELL_INPUT_SHAPE and out.array.dtype == np.uint8
+    score = nucleus_map(out.array.astype(np.float32)) > 0.25
+    ys, xs = np.nonzero(score)
+    # the stained nucleus is near the middle of the crop and covers a sensible share of it
+    assert abs(ys.mean() - 112) < 45 and abs(xs.mean() - 112) < 45
+    assert 0.03 < score.mean() < 0.6
+
+
+def test_cell_crop_normalises_scale():
+    """A 120 px close-up, a 320x240 field crop and a 360 px CellaVision image look alike: the
+    same cell at half and double size gives nearly the same crop."""
+    from classifier.preprocessing import CELL_CROP, prepare
+
+    img = load_image(PBC / "neutrophil" / "BNE_111504.jpg")
+    base = prepare(img, method=CELL_CROP).array.astype(float)
+    for factor in (0.4, 2.0):
+        scaled = img.resize((round(img.width * factor), round(img.height * factor)), Image.Resampling.BICUBIC)
+        other = prepare(scaled, method=CELL_CROP).array.astype(float)
+        assert abs(_nucleus_fraction(other) - _nucleus_fraction(base)) < 0.05
+        assert np.abs(other - base).mean() < 20
+
+
+def test_cell_crop_removes_a_colour_cast():
+    """A yellow or blue illuminant is a per-channel gain; the white balance takes it out."""
+    from classifier.preprocessing import CELL_CROP, prepare
+
+    img = load_image(CELLS / "LYMPHOCYTE" / "_0_3975.jpeg")
+    base = prepare(img, method=CELL_CROP).array.astype(float)
+    for gain in ((1.0, 0.95, 0.7), (0.8, 0.9, 1.0)):
+        cast = Image.fromarray(np.clip(np.asarray(img, float) * gain, 0, 255).astype(np.uint8))
+        out = prepare(cast, method=CELL_CROP).array.astype(float)
+        assert np.abs(out - base).mean() < 6
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("RGB", (200, 150), (235, 225, 230)),  # empty slide
+        Image.fromarray(np.random.default_rng(0).integers(200, 255, (120, 160, 3), dtype=np.uint8)),  # noise
+        Image.new("RGB", (64, 64), (0, 0, 0)),  # black
+    ],
+    ids=["empty", "noise", "black"],
+)
+def test_no_white_cell_classifies_the_whole_image_and_says_so(img):
+    from classifier.preprocessing import CELL_CROP, CELL_INPUT_SHAPE, prepare
+
+    out = prepare(img, method=CELL_CROP)
+    assert out.cell_found is False
+    assert out.array.shape == CELL_INPUT_SHAPE
+    left, top, right, bottom = out.box  # the whole image, padded square about its centre
+    assert right - left == bottom - top == max(img.size)
+    assert (left + right) / 2 == img.width / 2 and (top + bottom) / 2 == img.height / 2
+
+
+def test_cell_crop_of_tiny_and_odd_images():
+    from classifier.preprocessing import CELL_CROP, CELL_INPUT_SHAPE, prepare
+
+    for size in ((1, 1), (3, 500), (500, 3)):
+        assert prepare(Image.new("RGB", size, (120, 60, 200)), method=CELL_CROP).array.shape == CELL_INPUT_SHAPE
+
+
+def test_frame_method_is_the_v1_v2_preprocessing():
+    from classifier.preprocessing import FRAME, prepare
+
+    img = load_image(next(CELLS.glob("EOSINOPHIL/*.jpeg")))
+    out = prepare(img, method=FRAME)
+    np.testing.assert_array_equal(out.array, prepare_image(img))
+    assert out.cell_found is None
+
+
+def test_unknown_method_is_refused():
+    from classifier.preprocessing import prepare
+
+    with pytest.raises(ValueError, match="unknown preprocessing method"):
+        prepare(Image.new("RGB", (10, 10)), method="whole-slide")
+
+
+def test_cell_cache_holds_the_serving_function_output(tmp_path):
+    """Training's cell cache is `prepare(..., method=cell-crop-224)` up to WebP codec error."""
+    from classifier.preprocessing import CELL_CROP, prepare
+    from training.labs import LABELS, Item, build_cell_cache, read_cell_caches
+
+    paths = WHITE_CELLS[:3] + WHITE_CELLS[-3:]
+    items = [Item(str(p), p.name, LABELS.index("NEUTROPHIL"), "x", "lab", p.name, "train") for p in paths]
+    cache = read_cell_caches([build_cell_cache(items, tmp_path / "c.npz", quality=95, workers=1)])
+    expected = np.stack([prepare(load_image(p), method=CELL_CROP).array for p in paths])
+    assert cache.method == CELL_CROP and cache.cell_found.all()
+    assert np.abs(cache.images.astype(float) - expected).mean() < 2.0

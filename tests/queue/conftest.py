@@ -1,20 +1,10 @@
 import io
-from dataclasses import dataclass
 
 import pytest
 from PIL import Image
 
+from classifier.inference import CellPrediction
 from classifier.models import ModelVersion
-
-
-@dataclass(frozen=True)
-class FakePrediction:
-    label: str
-    probabilities: dict
-    confidence: float
-    unidentified: bool
-    heatmap_png: bytes
-    inference_ms: float
 
 
 class FakeClassifier:
@@ -32,7 +22,7 @@ class FakeClassifier:
             buf = io.BytesIO()
             Image.new("RGBA", img.size, (255, 0, 0, 128)).save(buf, "PNG")
             probs = {"EOSINOPHIL": 0.7, "LYMPHOCYTE": 0.1, "MONOCYTE": 0.1, "NEUTROPHIL": 0.1}
-            out.append(FakePrediction("EOSINOPHIL", probs, 0.7, False, buf.getvalue(), 12.5))
+            out.append(CellPrediction("EOSINOPHIL", probs, 0.7, False, buf.getvalue(), 12.5, cell_found=True))
         return out
 
 

@@ -26,6 +26,7 @@ def test_batch_is_classified_and_sample_moves_to_awaiting_review(technician, sam
         assert prediction.predicted_class == "EOSINOPHIL"
         assert set(prediction.probabilities) == {"EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"}
         assert prediction.heatmap.read().startswith(b"\x89PNG")
+        assert prediction.cell_found is True
     sample.refresh_from_db()
     assert sample.status == SampleStatus.AWAITING_REVIEW
     statuses = list(

@@ -64,3 +64,29 @@ def test_tiny_training_run_produces_loadable_model_and_metrics(tmp_path):
     assert metrics["n"] == sum(1 for _ in CELLS.glob("*/*.jpeg"))
     assert np.array(metrics["confusion_matrix"]["rows_true_cols_pred"]).sum() == metrics["n"]
     assert (ev / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_tiny_multilab_run_trains_six_outputs_and_saves_validation_logits(tmp_path):
+    """Both labs' fixture cells -> cell caches -> train-cells (one epoch each phase) -> the
+    served graph has the five classes + OTHER on 224x224 cell crops; validation logits saved."""
+    from training.card_cells import fixture_cells
+    from training.labs import LABELS, Item, build_cell_cache
+
+    items = []
+    for i, (label, path) in enumerate(fixture_cells()):
+        lab = "pbc" if path.suffix == ".jpg" else "bccd"
+        items.append(Item(str(path), path.name, LABELS.index(label), path.parent.name, lab, path.name,
+                          "val" if i % 4 == 0 else "train"))
+    cache = build_cell_cache(items, tmp_path / "cells.npz", workers=1)
+    run = tmp_path / "run"
+    main(["train-cells", "--cache", str(cache), "--out", str(run), "--weights", "none", "--epochs", "1",
+          "--head-epochs", "1", "--batch-size", "8", "--unfreeze-from", "block7a", "--verbose", "0"])
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    assert model.output_shape == (None, len(LABELS)) and model.input_shape == (None, 224, 224, 3)
+    assert not any(layer.name.startswith("augment") for layer in model.layers)
+    with np.load(run / "val_logits.npz") as z:
+        assert z["logits"].shape == (sum(i.split == "val" for i in items), len(LABELS))
+    config = json.loads((run / "train_config.json").read_text())
+    assert config["method"] == "cell-crop-224" and config["labs"] == ["bccd", "pbc"]

@@ -1,0 +1,190 @@
+"""Multi-lab training on cell-crop caches (``python -m training train-cells``).
+
+The same two phases as :mod:`training.train` (head, then the backbone from
+``--unfreeze-from``), on one or more caches written by ``python -m training cells``:
+
+* ``--labs`` picks the labs to train on (``bccd``, ``pbc`` or both): the leave-one-lab-out
+  runs train on one lab and are tested on the other;
+* the outputs are :data:`training.labs.LABELS` (five classes and ``OTHER``);
+* training and validation weights count every lab x label the same and every cell once
+  (``training.labs.cell_weights``), so validation accuracy is a balanced accuracy over labs;
+* ``--augment robust`` adds the stain / camera / focus augmentation (``StainShift``),
+  ``--augment basic`` is the earlier geometry + mild colour jitter (the ablation).
+
+Writes ``model.keras`` (or ``weights16.npz`` with ``--save-weights-only``), ``val_logits.npz``
+(logits of every validation cell, for calibration), ``train.log``, ``history.json`` and
+``train_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.labs import LABELS, cell_weights, read_cell_caches
+from training.model import build_classifier, build_training_model, set_backbone_trainable
+from training.train import BestKeeper, _device, _setup_logging, log
+
+
+class CellBatches(keras.utils.PyDataset):
+    def __init__(self, images, labels, weights, batch_size, shuffle, seed):
+        super().__init__(workers=4, use_multiprocessing=False)
+        self.images, self.labels, self.weights = images, labels, weights.astype(np.float32)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(labels))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, i):
+        idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+        y = np.eye(len(LABELS), dtype=np.float32)[self.labels[idx]]
+        return self.images[idx].astype(np.float32), y, self.weights[idx]
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.labels))
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    out = [
+        keras.ops.convert_to_numpy(model(images[i : i + batch_size].astype(np.float32), training=False))
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def train_cells(args) -> Path:
+    out = Path(args.out)
+    _setup_logging(out)
+    keras.utils.set_random_seed(args.seed)
+    t0 = time.monotonic()
+    deadline = t0 + args.time_budget_s if args.time_budget_s else None
+    log.info("backend=%s keras=%s args=%s", keras.backend.backend(), keras.__version__, vars(args))
+    cache = read_cell_caches(args.cache)
+    cache = cache.subset(np.isin(cache.labs, args.labs) & np.isin(cache.splits, ["train", "val"]))
+    if args.limit:
+        keep = np.concatenate(
+            [
+                np.flatnonzero((cache.labels == k) & (cache.splits == split))[: args.limit]
+                for k in range(len(LABELS))
+                for split in ("train", "val")
+            ]
+        )
+        cache = cache.subset(np.sort(keep))
+    tr, va = cache.subset(cache.splits == "train"), cache.subset(cache.splits == "val")
+    log.info(
+        "labs %s: train %d cells, validation %d (%.1fs); per label train %s",
+        args.labs,
+        len(tr),
+        len(va),
+        time.monotonic() - t0,
+        dict(zip(LABELS, np.bincount(tr.labels, minlength=len(LABELS)).tolist(), strict=True)),
+    )
+    train_ds = CellBatches(tr.images, tr.labels, cell_weights(tr), args.batch_size, True, args.seed)
+    val_ds = CellBatches(va.images, va.labels, cell_weights(va), args.batch_size, False, 0)
+
+    core = build_classifier(
+        args.arch, args.weights, dropout=args.dropout, classes=LABELS, input_shape=tr.images.shape[1:]
+    )
+    model = build_training_model(core, args.seed, robust=args.augment == "robust")
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)
+    keeper = BestKeeper(core, args.patience, deadline, args.monitor)
+    history: dict[str, list] = {"phase_boundaries": []}
+
+    def run_phase(phase: int, epochs: int, lr, unfreeze_from):
+        n_trainable = set_backbone_trainable(core, unfreeze_from)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=args.weight_decay),
+            loss=loss,
+            weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            jit_compile=False,
+        )
+        log.info(
+            "phase %d: %d epochs, %d trainable layers, unfreeze_from=%s", phase, epochs, n_trainable, unfreeze_from
+        )
+        keeper.start_phase(phase)
+        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[keeper], verbose=args.verbose)
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+        history["phase_boundaries"].append(len(history.get("loss", [])))
+
+    run_phase(1, args.head_epochs, args.head_lr, None)
+    epochs2 = args.epochs
+    if deadline and keeper.last_epoch_s > 0:
+        fit = int((deadline - time.monotonic()) / (keeper.last_epoch_s * args.finetune_cost))
+        if fit < epochs2:
+            log.info("time budget: phase 2 planned for %d epochs instead of %d", max(fit, 0), epochs2)
+            epochs2 = max(fit, 0)
+    if epochs2 > 0 and not keeper.out_of_time:
+        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, epochs2 * len(train_ds)), alpha=0.05)
+        run_phase(2, epochs2, lr, args.unfreeze_from)
+    keeper.restore()
+    history["best_epoch"] = list(keeper.best_epoch) if keeper.best_epoch else None
+    history["wall_s"] = time.monotonic() - t0
+
+    np.savez(
+        out / "val_logits.npz",
+        logits=predict_logits(core, va.images),
+        labels=va.labels,
+        names=va.names,
+        labs=va.labs,
+        groups=va.groups,
+        kinds=va.kinds,
+    )
+    if args.save_weights_only:
+        np.savez_compressed(out / "weights16.npz", *[w.astype(np.float16) for w in core.get_weights()])
+    else:
+        core.save(out / "model.keras")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    config = {
+        **{k: v for k, v in vars(args).items() if k not in ("func",)},
+        "classes": list(LABELS),
+        "method": cache.method,
+        "input_shape": list(tr.images.shape[1:]),
+        "backend": keras.backend.backend(),
+        "device": _device(),
+        "keras": keras.__version__,
+        "n_train": len(tr),
+        "n_val": len(va),
+        "phase2_epochs_planned": epochs2,
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": history["best_epoch"],
+        "wall_s": history["wall_s"],
+    }
+    (out / "train_config.json").write_text(json.dumps(config, indent=1))
+    log.info("saved %s (%.1fs total)", out, time.monotonic() - t0)
+    return out
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--cache", nargs="+", required=True, help="cell caches from `python -m training cells`")
+    p.add_argument("--labs", nargs="+", default=["bccd", "pbc"], choices=("bccd", "pbc"))
+    p.add_argument("--augment", default="robust", choices=("robust", "basic"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--arch", default="efficientnet_lite0")
+    p.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--head-epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--unfreeze-from", default="stem_")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--monitor", default="val_accuracy", choices=("val_accuracy", "val_loss"))
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--limit", type=int, default=None, help="at most this many cells per label (smoke runs)")
+    p.add_argument("--time-budget-s", type=float, default=None)
+    p.add_argument("--finetune-cost", type=float, default=1.8)
+    p.add_argument("--save-weights-only", action="store_true", help="float16 weights instead of model.keras")
+    p.add_argument("--verbose", type=int, default=2)
