@@ -10,8 +10,10 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q -r requirements.txt
 
 export DEBUG=${DEBUG:-1}
-# One TensorFlow thread per worker process: with 2 processes on 2 cores this keeps p95 low.
-export HV_TF_THREADS=${HV_TF_THREADS:-1}
+# One model per worker process, and the cores shared out between the processes (LiteRT and
+# TensorFlow threads): 2 processes on 2 cores -> 1 thread each.
+HV_WORKERS=${HV_WORKERS:-2}
+export HV_INFER_THREADS=${HV_INFER_THREADS:-$(( $(nproc) / HV_WORKERS > 0 ? $(nproc) / HV_WORKERS : 1 ))}
 PORT=${PORT:-8000}
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput -v0
@@ -21,7 +23,7 @@ PORT=${PORT:-8000}
 mkdir -p var/log
 # The worker gets its own session: a Ctrl-C (or a TERM to this script's group) must reach it only
 # through cleanup, so that its pool processes are not killed under it while it shuts down.
-setsid .venv/bin/celery -A hematovision worker --beat --loglevel INFO --concurrency "${HV_WORKERS:-2}" \
+setsid .venv/bin/celery -A hematovision worker --beat --loglevel INFO --concurrency "$HV_WORKERS" \
     --schedule var/celerybeat-schedule >var/log/worker.log 2>&1 &
 WORKER_PID=$!
 .venv/bin/python manage.py runserver "127.0.0.1:$PORT" --noreload &

@@ -109,12 +109,43 @@ def heatmap_to_png(cam: np.ndarray, size: tuple[int, int], box: tuple[int, int, 
     return buf.getvalue()
 
 
+class _LiteRT:
+    """The exported graph (``.tflite``) run by LiteRT with XNNPACK: forward pass only."""
+
+    def __init__(self, path: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.batch: int | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != self.batch:
+            self.interpreter.resize_tensor_input(self.input, list(x.shape))
+            self.interpreter.allocate_tensors()
+            self.batch = x.shape[0]
+        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, np.float32))
+        self.interpreter.invoke()
+        return np.asarray(self.interpreter.get_tensor(self.output), np.float64)
+
+
+def inference_threads() -> int:
+    """Threads one worker process gives the model: ``HV_INFER_THREADS``, else every core."""
+    return max(1, int(os.environ.get("HV_INFER_THREADS") or os.cpu_count() or 1))
+
+
 class Classifier:
-    """A loaded model + card. Use :func:`load_classifier` rather than constructing directly."""
+    """A loaded model + card. Use :func:`load_classifier` rather than constructing directly.
 
-    def __init__(self, model_path: Path, card_path: Path):
-        import keras
+    ``runtime``: ``auto`` serves classification through the exported graph named in the card
+    (``export``: a ``.tflite`` beside the ``.keras``, its sha256 checked like the model's) and
+    falls back to Keras without one; ``keras`` always uses Keras; ``litert`` requires the
+    export. The Keras model stays the source of truth and computes the Grad-CAM heatmaps; it
+    is loaded only when a heatmap is asked for, unless it is also the classification runtime.
+    """
 
+    def __init__(self, model_path: Path, card_path: Path, *, runtime: str = "auto", threads: int | None = None):
         self.model_path, self.card_path = Path(model_path), Path(card_path)
         self.card = json.loads(self.card_path.read_text())
         self.sha256 = sha256_of(self.model_path)
@@ -132,23 +163,60 @@ class Classifier:
         self.cell_outputs = np.array([i for i, c in enumerate(self.classes) if c in CELL_CLASSES])
         self.method: str = self.card.get("input_method", FRAME)
         self.input_shape = input_shape(self.method)
-        self.model = keras.saving.load_model(str(self.model_path), compile=False)
-        self.backend = keras.backend.backend()
-        self._grad_model = keras.Model(
-            self.model.inputs, [self.model.get_layer(FEATURE_LAYER).output, self.model.outputs[0]]
-        )
+        self.threads = threads or inference_threads()
         self._lock = threading.Lock()
         self._tf_fns: dict[bool, object] = {}
+        self._keras_model = None
+        self._lite: _LiteRT | None = None
+        export = self.card.get("export")
+        if runtime not in ("auto", "keras", "litert"):
+            raise ValueError(f"unknown runtime {runtime!r}")
+        if runtime != "keras" and export:
+            path = self.model_path.parent / export["file"]
+            if path.exists():
+                sha = sha256_of(path)
+                if sha != export["sha256"]:
+                    raise ValueError(f"{path.name}: sha256 {sha} does not match its card ({export['sha256']})")
+                self._lite = _LiteRT(path, self.threads)
+        if runtime == "litert" and self._lite is None:
+            raise ValueError(f"{self.version_name}: no exported graph (card 'export' entry and file)")
+        self.runtime = "litert" if self._lite is not None else "keras"
+        if self._lite is None:
+            self._load_keras()
+
+    def _load_keras(self):
+        if self._keras_model is None:
+            import keras
+
+            self._keras_model = keras.saving.load_model(str(self.model_path), compile=False)
+            self.backend = keras.backend.backend()
+            self._grad_model = keras.Model(
+                self._keras_model.inputs,
+                [self._keras_model.get_layer(FEATURE_LAYER).output, self._keras_model.outputs[0]],
+            )
+        return self._keras_model
+
+    @property
+    def model(self):
+        """The Keras model (loaded on first use)."""
+        return self._load_keras()
 
     # ------------------------------------------------------------------ internals
     def _logits(self, x: np.ndarray) -> np.ndarray:
-        """Forward pass only (compiled once per process on TensorFlow)."""
+        """Forward pass only: the exported graph when there is one, else Keras (compiled once
+        per process on TensorFlow)."""
+        if self._lite is not None:
+            return self._lite(x)
+        return self._keras_logits(x)
+
+    def _keras_logits(self, x: np.ndarray) -> np.ndarray:
+        self._load_keras()
         if self.backend == "tensorflow":
             fn = self._tf_fns.get(False)
             if fn is None:
                 import tensorflow as tf
 
-                model = self.model
+                model = self._keras_model
                 fn = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
                 self._tf_fns[False] = fn
             return np.asarray(fn(x).numpy(), np.float64)
@@ -156,17 +224,23 @@ class Classifier:
             import torch
 
             with torch.no_grad():
-                return np.asarray(self.model(torch.as_tensor(x), training=False).cpu().numpy(), np.float64)
+                return np.asarray(self._keras_model(torch.as_tensor(x), training=False).cpu().numpy(), np.float64)
         import keras
 
-        return np.asarray(keras.ops.convert_to_numpy(self.model(x, training=False)), np.float64)
+        return np.asarray(keras.ops.convert_to_numpy(self._keras_model(x, training=False)), np.float64)
 
     def _top_cell_class(self, logits):
         """Index (into the outputs) of the most probable cell class, per row."""
         return self.cell_outputs[np.asarray(logits)[:, self.cell_outputs].argmax(axis=1)]
 
-    def _logits_and_cams(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One batched forward + backward pass: logits and Grad-CAM of the top cell class."""
+    def _logits_and_cams(self, x: np.ndarray, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One batched Keras forward + backward pass: logits and the Grad-CAM of ``targets``
+        (output indices), by default of the top cell class."""
+        self._load_keras()
+        if targets is None:
+            logits = self._keras_logits(x)
+            targets = self._top_cell_class(logits)
+        targets = np.asarray(targets, np.int64)
         if self.backend == "tensorflow":
             fn = self._tf_fns.get(True)
             if fn is None:
@@ -174,27 +248,23 @@ class Classifier:
 
                 grad_model = self._grad_model
 
-                cell_outputs = tf.constant(self.cell_outputs, tf.int64)
-
                 @tf.function(reduce_retracing=True)
-                def fn(batch):
+                def fn(batch, top):
                     with tf.GradientTape() as tape:
                         feats, logits = grad_model(batch, training=False)
-                        top = tf.gather(cell_outputs, tf.argmax(tf.gather(logits, cell_outputs, axis=1), axis=1))
                         score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
                     grads = tape.gradient(score, feats)
                     return logits, feats, grads
 
                 self._tf_fns[True] = fn
-            logits, feats, grads = (t.numpy() for t in fn(x))
+            logits, feats, grads = (t.numpy() for t in fn(x, targets))
         elif self.backend == "torch":
             import torch
 
             batch = torch.as_tensor(x)
             with torch.enable_grad():
                 feats, logits = self._grad_model(batch, training=False)
-                cells = torch.as_tensor(self.cell_outputs, device=logits.device)
-                top = cells[logits[:, cells].argmax(dim=1)]
+                top = torch.as_tensor(targets, device=logits.device)
                 score = logits.gather(1, top[:, None]).sum()
                 (grads,) = torch.autograd.grad(score, feats)
             logits, feats, grads = (t.detach().cpu().numpy() for t in (logits, feats, grads))
@@ -206,16 +276,23 @@ class Classifier:
         cams = cams / np.where(peak > 0, peak, 1.0)[:, None, None]
         return np.asarray(logits, np.float64), cams
 
-    # ------------------------------------------------------------------ API
-    def predict(self, *, images: list[Image.Image], with_heatmap: bool = True) -> list[CellPrediction]:
-        if not images:
-            return []
-        start = time.perf_counter()
+    def _prepare(self, images: list[Image.Image]):
         rgb = [to_rgb8(img) for img in images]
         prepared = [prepare(img, method=self.method) for img in rgb]
         x = np.empty((len(rgb), *self.input_shape), np.float32)
         for i, p in enumerate(prepared):
             x[i] = p.array
+        return rgb, prepared, x
+
+    # ------------------------------------------------------------------ API
+    def predict(self, *, images: list[Image.Image], with_heatmap: bool = False) -> list[CellPrediction]:
+        """Classify a batch. ``with_heatmap`` adds the Grad-CAM of each suggested class in the
+        same (Keras) pass; the workers classify without it and compute heatmaps afterwards
+        (:meth:`heatmaps`), so classification never waits on them."""
+        if not images:
+            return []
+        start = time.perf_counter()
+        rgb, prepared, x = self._prepare(images)
         with self._lock:
             if with_heatmap:
                 logits, cams = self._logits_and_cams(x)
@@ -246,6 +323,17 @@ class Classifier:
                 )
             )
         return out
+
+    def heatmaps(self, *, images: list[Image.Image], labels: list[str]) -> list[bytes]:
+        """Grad-CAM of class ``labels[i]`` on ``images[i]`` (RGBA PNGs of each image's size,
+        placed on the cell the model looked at)."""
+        if not images:
+            return []
+        rgb, prepared, x = self._prepare(images)
+        targets = np.array([self.classes.index(label) for label in labels])
+        with self._lock:
+            _, cams = self._logits_and_cams(x, targets)
+        return [heatmap_to_png(cams[i], rgb[i].size, prepared[i].box) for i in range(len(rgb))]
 
 
 _CACHE: dict[tuple[str, str], Classifier] = {}

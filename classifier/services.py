@@ -24,6 +24,7 @@ from cases.audit import audit_context
 from cases.models import CellImage, ImageStatus, Sample, SampleStatus
 
 from . import selectors
+from .export import ensure_export
 from .inference import sha256_of
 from .models import ModelVersion, Prediction
 
@@ -45,6 +46,21 @@ def _send_to_broker(image_ids: list[int]) -> None:
     from .tasks import classify_images
 
     classify_images.delay(list(image_ids))
+
+
+def _send_heatmaps_to_broker(prediction_ids: list[int]) -> None:
+    from .tasks import compute_heatmaps
+
+    compute_heatmaps.delay(list(prediction_ids))
+
+
+def enqueue_heatmaps(*, prediction_ids: list[int]) -> None:
+    """Ask for the Grad-CAM heatmaps of stored predictions (the low-priority ``heatmaps``
+    queue). A lost message only costs a heatmap: the review page works without one."""
+    try:
+        _send_heatmaps_to_broker(prediction_ids)
+    except Exception:  # noqa: BLE001 - broker down: the heatmap stays missing, nothing clinical is lost
+        logger.exception("Could not enqueue heatmaps for predictions %s", prediction_ids)
 
 
 def enqueue_classification(*, image_ids: list[int]) -> None:
@@ -221,13 +237,65 @@ def classify_images(*, image_ids: list[int]) -> ClassifyOutcome:
 
         if ready:
             started = time.perf_counter()
-            results = classifier.predict(images=decoded)
+            results = classifier.predict(images=decoded, with_heatmap=False)
             logger.info("Classified %d image(s) in %.0f ms", len(ready), (time.perf_counter() - started) * 1000)
             for image, result in zip(ready, results, strict=True):
                 _store(image=image, version=version, result=result)
         for sample_id in {img.sample_id for img in images}:
             _refresh_sample(sample_id=sample_id)
+            _request_heatmaps_when_classified(sample_id=sample_id)
     return ClassifyOutcome(classified=[i.pk for i in ready], failed=failed, skipped=skipped)
+
+
+def _request_heatmaps_when_classified(*, sample_id: int) -> None:
+    """The Grad-CAM second pass starts once no image of the sample waits for classification,
+    so that heatmaps never delay a classification; it goes out in batches of
+    ``HV_CLASSIFY_BATCH_SIZE`` so that a worker returns to the classification queue between them."""
+    if CellImage.objects.filter(sample_id=sample_id, status__in=[ImageStatus.QUEUED, ImageStatus.CLASSIFYING]).exists():
+        return
+    ids = list(
+        Prediction.objects.filter(image__sample_id=sample_id, heatmap="").order_by("pk").values_list("pk", flat=True)
+    )
+    size = settings.HV_CLASSIFY_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        enqueue_heatmaps(prediction_ids=ids[start : start + size])
+
+
+def compute_heatmaps(*, prediction_ids: list[int]) -> int:
+    """Store the Grad-CAM heatmap of each prediction that has none, computed by the model
+    version that made the prediction, for the class it suggested. Idempotent; an image that
+    cannot be read is skipped (its prediction simply keeps no heatmap). Returns how many were stored."""
+    from classifier.preprocessing import load_image
+
+    pending = list(
+        Prediction.objects.filter(pk__in=prediction_ids, heatmap="").select_related("image", "model_version")
+    )
+    done = 0
+    by_version: dict[int, list[Prediction]] = {}
+    for prediction in pending:
+        by_version.setdefault(prediction.model_version_id, []).append(prediction)
+    for group in by_version.values():
+        clf = _load_active_classifier(group[0].model_version)
+        images, ready = [], []
+        for prediction in group:
+            try:
+                with prediction.image.file.open("rb") as fh:
+                    images.append(load_image(fh.read()))
+                ready.append(prediction)
+            except FileNotFoundError:
+                raise  # storage hiccup: the task retries
+            except Exception:  # noqa: BLE001 - an unreadable image has no heatmap, nothing else changes
+                logger.exception("No heatmap for prediction %s: image unreadable", prediction.pk)
+        pngs = clf.heatmaps(images=images, labels=[p.predicted_class for p in ready])
+        for prediction, png in zip(ready, pngs, strict=True):
+            with transaction.atomic(), audit_context(reason="Grad-CAM heatmap computed"):
+                locked = Prediction.objects.select_for_update().get(pk=prediction.pk)
+                if locked.heatmap:
+                    continue
+                locked.heatmap.save(f"{locked.image_id}-{locked.model_version_id}.png", ContentFile(png), save=False)
+                locked.save(update_fields=["heatmap"])
+                done += 1
+    return done
 
 
 def mark_failed_after_retries(*, image_ids: list[int], error: str) -> None:
@@ -251,6 +319,10 @@ def model_version_register(*, model_path: Path, card_path: Path, actor=None, act
     sha = sha256_of(model_path)
     if card.get("sha256") and card["sha256"] != sha:
         raise ModelFileMismatch(f"{model_path.name}: sha256 {sha} does not match its card ({card['sha256']})")
+    try:
+        ensure_export(model_path=model_path, card_path=card_path)  # the graph serving runs; made once
+    except ValueError as exc:
+        raise ModelFileMismatch(str(exc)) from exc
     base = Path(settings.BASE_DIR)
 
     def rel(p: Path) -> str:

@@ -38,3 +38,12 @@ def classify_images(self, image_ids: list[int]) -> dict:
 @shared_task(name="classifier.sweep_stuck_images", acks_late=True)
 def sweep_stuck_images() -> int:
     return services.sweep_stuck_images()
+
+
+@shared_task(bind=True, name="classifier.compute_heatmaps", acks_late=True, max_retries=3)
+def compute_heatmaps(self, prediction_ids: list[int]) -> int:
+    """Second, low-priority pass (queue ``heatmaps``): Grad-CAM of already stored predictions."""
+    try:
+        return services.compute_heatmaps(prediction_ids=prediction_ids)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 2))) from exc

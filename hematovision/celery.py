@@ -30,9 +30,10 @@ app.on_after_configure.connect(lambda sender, **kw: _tune_embedded_broker(), wea
 
 @worker_process_init.connect(weak=False)
 def _prepare_worker_process(**kwargs) -> None:
-    """Per worker process: cap TensorFlow's threads (HV_TF_THREADS) and load the active model
-    now, so that the first image does not wait for TensorFlow and the model to load."""
-    threads = os.environ.get("HV_TF_THREADS")
+    """Per worker process: one model, ``HV_INFER_THREADS`` threads (run.sh sets cores / processes)
+    for LiteRT and TensorFlow alike, and the active model loaded now, so that the first image does
+    not wait for it."""
+    threads = os.environ.get("HV_INFER_THREADS")
     if threads:
         import tensorflow as tf
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -177,6 +178,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Two queues: classification ("celery") and the Grad-CAM second pass ("heatmaps"). A worker started
+# without -Q consumes both; a lab that wants classification never to share a process with heatmaps
+# runs `worker -Q celery` and `worker -Q heatmaps` separately.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("heatmaps"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"classifier.compute_heatmaps": {"queue": "heatmaps"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

@@ -20,9 +20,13 @@ def _no_real_enqueue(request, monkeypatch):
     """Unit tests don't talk to a broker; worker tests opt out with the 'worker' marker."""
     if request.node.get_closest_marker("worker"):
         return
-    calls = []
+    calls, heatmaps = [], []
     monkeypatch.setattr("classifier.services._send_to_broker", lambda image_ids: calls.append(list(image_ids)))
+    monkeypatch.setattr(
+        "classifier.services._send_heatmaps_to_broker", lambda prediction_ids: heatmaps.append(list(prediction_ids))
+    )
     request.node.enqueued = calls
+    request.node.enqueued_heatmaps = heatmaps
 
 
 @pytest.fixture

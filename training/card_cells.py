@@ -274,6 +274,17 @@ def render_markdown(card: dict) -> str:
     for row in card["lab_by_lab"]:
         cells = " | ".join(f"{_pct(row[t]['balanced_accuracy'])} / {row[t]['macro_f1']:.3f}" for t in TEST_COLUMNS)
         lines.append(f"| {row['run']} | {row['trained_on']} | {row['augment']} | {cells} |")
+    if card.get("export"):
+        e = card["export"]
+        lines += [
+            "",
+            "## Serving",
+            "",
+            f"Workers classify through the exported graph `{e['file']}` ({e['runtime']}), sha256 `{e['sha256']}`, "
+            f"made from this `.keras` file (sha256 `{e['source_sha256'][:16]}…`) by `classifier.export`; the Keras "
+            "model computes the Grad-CAM heatmaps. `tests/classifier/test_inference.py` checks that both give the "
+            "same classes and probabilities within 1e-4 on the committed cells.",
+        ]
     lines += ["", "## Targets (multi-lab issue)", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in targets(card)]
     sel = card["selection"]

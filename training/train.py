@@ -41,11 +41,12 @@ log = logging.getLogger("training")
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """uint8 image array -> (float32 batch, one-hot, sample weight) for the cache path."""
+    """uint8 image array -> (float32 batch, one-hot, sample weight) for the cache paths."""
 
-    def __init__(self, images, labels, weights, batch_size, shuffle, seed):
+    def __init__(self, images, labels, weights, batch_size, shuffle, seed, n_classes: int | None = None):
         super().__init__(workers=4, use_multiprocessing=False)
         self.images, self.labels, self.weights = images, labels, weights
+        self.n_classes = n_classes or len(CLASSES)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(labels))
@@ -57,7 +58,7 @@ class ArrayBatches(keras.utils.PyDataset):
     def __getitem__(self, i):
         idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
         x = self.images[idx].astype(np.float32)
-        y = np.eye(len(CLASSES), dtype=np.float32)[self.labels[idx]]
+        y = np.eye(self.n_classes, dtype=np.float32)[self.labels[idx]]
         return x, y, self.weights[idx].astype(np.float32)
 
     def on_epoch_end(self):
@@ -124,6 +125,55 @@ class BestKeeper(keras.callbacks.Callback):
                 self.monitor,
                 self.sign * self.best,
             )
+
+
+def fit_two_phases(
+    *, core, model, loss, train_ds, val_ds, steps_per_epoch: int, args, deadline, weighted: bool = False, callbacks=None
+):
+    """Phase 1 (head only, ``args.head_lr``), then phase 2 (backbone from ``args.unfreeze_from``,
+    cosine decay from ``args.lr``, planned to fit the wall-clock ``deadline``), early stopping on
+    ``args.monitor`` across both. ``weighted``: accuracy counts the sample weights (validation
+    weighted by cell). Returns (keeper, history, phase-2 epochs planned)."""
+    keeper = BestKeeper(core, args.patience, deadline, args.monitor)
+    history: dict[str, list] = {"phase_boundaries": []}
+    accuracy = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+
+    def run_phase(phase: int, epochs: int, lr, unfreeze_from):
+        n_trainable = set_backbone_trainable(core, unfreeze_from)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=args.weight_decay),
+            loss=loss,
+            **({"weighted_metrics": accuracy} if weighted else {"metrics": accuracy}),
+            jit_compile=False,
+        )
+        log.info(
+            "phase %d: %d epochs, %d trainable layers, unfreeze_from=%s", phase, epochs, n_trainable, unfreeze_from
+        )
+        keeper.start_phase(phase)
+        h = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=[keeper, *(callbacks(phase) if callbacks else [])],
+            verbose=args.verbose,
+        )
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+        history["phase_boundaries"].append(len(history.get("loss", [])))
+
+    run_phase(1, args.head_epochs, args.head_lr, None)
+    epochs2 = args.epochs
+    if deadline and keeper.last_epoch_s > 0:
+        # fine-tuning epochs cost more (backward through the backbone): plan the cosine
+        # schedule for the epochs that fit the remaining budget
+        fit = int((deadline - time.monotonic()) / (keeper.last_epoch_s * args.finetune_cost))
+        if fit < epochs2:
+            log.info("time budget: phase 2 planned for %d epochs instead of %d", max(fit, 0), epochs2)
+            epochs2 = max(fit, 0)
+    if epochs2 > 0 and not keeper.out_of_time:
+        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, epochs2 * steps_per_epoch), alpha=0.05)
+        run_phase(2, epochs2, lr, args.unfreeze_from)
+    return keeper, history, epochs2
 
 
 def _device() -> str:
@@ -271,45 +321,18 @@ def train(args) -> Path:
     core = build_classifier(args.arch, args.weights, dropout=args.dropout)
     model = build_training_model(core, args.seed)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)
-    keeper = BestKeeper(core, args.patience, deadline, args.monitor)
-    history: dict[str, list] = {"phase_boundaries": []}
-
-    def run_phase(phase: int, epochs: int, lr, unfreeze_from):
-        n_trainable = set_backbone_trainable(core, unfreeze_from)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=args.weight_decay),
-            loss=loss,
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            jit_compile=False,
-        )
-        log.info(
-            "phase %d: %d epochs, %d trainable layers, unfreeze_from=%s", phase, epochs, n_trainable, unfreeze_from
-        )
-        keeper.start_phase(phase)
-        h = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            callbacks=[keeper, keras.callbacks.CSVLogger(str(out / f"history_phase{phase}.csv"))],
-            verbose=args.verbose,
-        )
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
-        history["phase_boundaries"].append(len(history.get("loss", [])))
-
-    run_phase(1, args.head_epochs, args.head_lr, None)
-    epochs2 = args.epochs
-    if deadline and keeper.last_epoch_s > 0:
-        # fine-tuning epochs cost more (backward through the backbone): plan the cosine
-        # schedule for the epochs that fit the remaining budget
-        fit = int((deadline - time.monotonic()) / (keeper.last_epoch_s * args.finetune_cost))
-        if fit < epochs2:
-            log.info("time budget: phase 2 planned for %d epochs instead of %d", max(fit, 0), epochs2)
-            epochs2 = max(fit, 0)
-    if epochs2 > 0 and not keeper.out_of_time:
-        steps = epochs2 * len(train_ds) if images is not None else epochs2 * int(train_ds.cardinality())
-        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, steps), alpha=0.05)
-        run_phase(2, epochs2, lr, args.unfreeze_from)
+    steps_per_epoch = len(train_ds) if images is not None else int(train_ds.cardinality())
+    keeper, history, epochs2 = fit_two_phases(
+        core=core,
+        model=model,
+        loss=loss,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        steps_per_epoch=steps_per_epoch,
+        args=args,
+        deadline=deadline,
+        callbacks=lambda phase: [keras.callbacks.CSVLogger(str(out / f"history_phase{phase}.csv"))],
+    )
     keeper.restore()
     history["phase_boundaries"] = history["phase_boundaries"][:-1]
     history["best_epoch"] = list(keeper.best_epoch) if keeper.best_epoch else None

@@ -19,7 +19,6 @@ Writes ``model.keras`` (or ``weights16.npz`` with ``--save-weights-only``), ``va
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -27,30 +26,8 @@ import keras
 import numpy as np
 
 from training.labs import LABELS, cell_weights, read_cell_caches
-from training.model import build_classifier, build_training_model, set_backbone_trainable
-from training.train import BestKeeper, _device, _setup_logging, log
-
-
-class CellBatches(keras.utils.PyDataset):
-    def __init__(self, images, labels, weights, batch_size, shuffle, seed):
-        super().__init__(workers=4, use_multiprocessing=False)
-        self.images, self.labels, self.weights = images, labels, weights.astype(np.float32)
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(labels))
-        self.on_epoch_end()
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __getitem__(self, i):
-        idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
-        y = np.eye(len(LABELS), dtype=np.float32)[self.labels[idx]]
-        return self.images[idx].astype(np.float32), y, self.weights[idx]
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.order = self.rng.permutation(len(self.labels))
+from training.model import build_classifier, build_training_model
+from training.train import ArrayBatches, _device, _setup_logging, fit_two_phases, log
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -88,44 +65,26 @@ def train_cells(args) -> Path:
         time.monotonic() - t0,
         dict(zip(LABELS, np.bincount(tr.labels, minlength=len(LABELS)).tolist(), strict=True)),
     )
-    train_ds = CellBatches(tr.images, tr.labels, cell_weights(tr), args.batch_size, True, args.seed)
-    val_ds = CellBatches(va.images, va.labels, cell_weights(va), args.batch_size, False, 0)
+    n = len(LABELS)
+    train_ds = ArrayBatches(tr.images, tr.labels, cell_weights(tr), args.batch_size, True, args.seed, n_classes=n)
+    val_ds = ArrayBatches(va.images, va.labels, cell_weights(va), args.batch_size, False, 0, n_classes=n)
 
     core = build_classifier(
         args.arch, args.weights, dropout=args.dropout, classes=LABELS, input_shape=tr.images.shape[1:]
     )
     model = build_training_model(core, args.seed, robust=args.augment == "robust")
     loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing)
-    keeper = BestKeeper(core, args.patience, deadline, args.monitor)
-    history: dict[str, list] = {"phase_boundaries": []}
-
-    def run_phase(phase: int, epochs: int, lr, unfreeze_from):
-        n_trainable = set_backbone_trainable(core, unfreeze_from)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=args.weight_decay),
-            loss=loss,
-            weighted_metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            jit_compile=False,
-        )
-        log.info(
-            "phase %d: %d epochs, %d trainable layers, unfreeze_from=%s", phase, epochs, n_trainable, unfreeze_from
-        )
-        keeper.start_phase(phase)
-        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[keeper], verbose=args.verbose)
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
-        history["phase_boundaries"].append(len(history.get("loss", [])))
-
-    run_phase(1, args.head_epochs, args.head_lr, None)
-    epochs2 = args.epochs
-    if deadline and keeper.last_epoch_s > 0:
-        fit = int((deadline - time.monotonic()) / (keeper.last_epoch_s * args.finetune_cost))
-        if fit < epochs2:
-            log.info("time budget: phase 2 planned for %d epochs instead of %d", max(fit, 0), epochs2)
-            epochs2 = max(fit, 0)
-    if epochs2 > 0 and not keeper.out_of_time:
-        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, epochs2 * len(train_ds)), alpha=0.05)
-        run_phase(2, epochs2, lr, args.unfreeze_from)
+    keeper, history, epochs2 = fit_two_phases(
+        core=core,
+        model=model,
+        loss=loss,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        steps_per_epoch=len(train_ds),
+        args=args,
+        deadline=deadline,
+        weighted=True,
+    )
     keeper.restore()
     history["best_epoch"] = list(keeper.best_epoch) if keeper.best_epoch else None
     history["wall_s"] = time.monotonic() - t0

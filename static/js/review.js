@@ -1,4 +1,4 @@
-// Keyboard-driven cell review: 1-4 classes, 0 exclude, Enter confirms the AI class,
+// Keyboard-driven cell review: 1-5 classes, 0 exclude, Enter confirms the AI class,
 // arrows move between cells (left/right) and groups (up/down), H toggles the Grad-CAM overlay.
 (function () {
   const gallery = document.getElementById("review-gallery");
@@ -10,6 +10,15 @@
   const largeImg = document.getElementById("cell-large-img");
   const heat = document.getElementById("cell-large-heatmap");
   const heatToggle = document.getElementById("heatmap-toggle");
+  const heatNote = document.getElementById("heatmap-note");
+  let heatMissing = false;
+  // A heatmap is computed after classification (second pass): until then the overlay is simply absent.
+  heat.addEventListener("error", () => { heatMissing = true; showHeat(); });
+  heat.addEventListener("load", () => { heatMissing = false; showHeat(); });
+  function showHeat() {
+    heat.hidden = !heatToggle.checked || heatMissing;
+    heatNote.hidden = !(heatToggle.checked && heatMissing);
+  }
   const commentBox = document.getElementById("cell-comment");
   const errorBox = document.getElementById("cell-error");
   let current = -1;
@@ -31,8 +40,9 @@
     panel.hidden = false;
     document.getElementById("cell-file").textContent = cell.dataset.file;
     largeImg.src = cell.dataset.imageUrl;
+    heatMissing = false;
     heat.src = cell.dataset.heatmapUrl;
-    heat.hidden = !heatToggle.checked;
+    showHeat();
     document.getElementById("cell-probs").textContent = "AI: " + (cell.dataset.probs || "no prediction");
     if (commentBox) commentBox.value = cell.dataset.comment || "";
     errorBox.textContent = "";
@@ -113,7 +123,13 @@
     const finalClass = cls && cls !== "—" ? cls.toUpperCase() : cell.dataset.aiClass;
     await send(cell, { final_class: finalClass, comment: commentBox.value });
   });
-  heatToggle.addEventListener("change", () => { heat.hidden = !heatToggle.checked; });
+  heatToggle.addEventListener("change", () => {
+    if (heatToggle.checked && heatMissing && current >= 0) {  // it may have been computed meanwhile
+      heatMissing = false;
+      heat.src = cells[current].dataset.heatmapUrl + "?t=" + Date.now();
+    }
+    showHeat();
+  });
 
   document.addEventListener("keydown", (e) => {
     const tag = (e.target.tagName || "").toLowerCase();
@@ -124,7 +140,7 @@
     else if (e.key === "ArrowLeft") { e.preventDefault(); select(current - 1); }
     else if (e.key === "ArrowDown") { e.preventDefault(); moveGroup(1); }
     else if (e.key === "ArrowUp") { e.preventDefault(); moveGroup(-1); }
-    else if (e.key === "h" || e.key === "H") { heatToggle.checked = !heatToggle.checked; heat.hidden = !heatToggle.checked; }
+    else if (e.key === "h" || e.key === "H") { heatToggle.checked = !heatToggle.checked; showHeat(); }
   });
   if (cells.length) select(0);
 })();

@@ -133,3 +133,55 @@ def test_superseded_four_class_versions_still_load_and_predict(name):
     assert old.method == FRAME and old.classes == CLASSES
     pred = old.predict(images=[Image.open(fixture_cells()[0][1])], with_heatmap=False)[0]
     assert pred.label in CLASSES and pred.cell_found is None and set(pred.probabilities) == set(CLASSES)
+
+
+# --------------------------------------------------------------------------- exported graph
+
+
+def test_card_names_the_exported_graph_and_serving_uses_it(clf, card):
+    export = card["export"]
+    path = default_model_path().parent / export["file"]
+    assert path.exists() and sha256_of(path) == export["sha256"]
+    assert export["source_sha256"] == card["sha256"]
+    assert clf.runtime == "litert"
+
+
+def test_exported_graph_gives_the_keras_classes_and_probabilities(clf, card):
+    """Same classes, probabilities within 1e-4, on real cells of both labs."""
+    from classifier.inference import Classifier
+
+    keras_clf = Classifier(default_model_path(), default_card_path(), runtime="keras")
+    images = [Image.open(p) for _, p in fixture_cells()]
+    exported = clf.predict(images=images)
+    reference = keras_clf.predict(images=images)
+    for a, b in zip(exported, reference, strict=True):
+        assert a.label == b.label and a.unidentified == b.unidentified
+        for c in a.probabilities:
+            assert abs(a.probabilities[c] - b.probabilities[c]) < 1e-4
+
+
+def test_an_exported_graph_that_is_not_the_carded_one_is_refused(tmp_path, card):
+    import shutil
+
+    from classifier.inference import Classifier
+
+    for f in (default_model_path(), default_card_path()):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / card["export"]["file"]).write_bytes(b"not the exported graph")
+    with pytest.raises(ValueError, match="does not match its card"):
+        Classifier(tmp_path / default_model_path().name, tmp_path / default_card_path().name)
+    # without the file, serving falls back to Keras (the source of truth); asking for LiteRT fails
+    (tmp_path / card["export"]["file"]).unlink()
+    assert Classifier(tmp_path / default_model_path().name, tmp_path / default_card_path().name).runtime == "keras"
+    with pytest.raises(ValueError, match="no exported graph"):
+        Classifier(tmp_path / default_model_path().name, tmp_path / default_card_path().name, runtime="litert")
+
+
+def test_heatmaps_on_demand_match_the_single_pass_ones(clf):
+    images = [Image.open(p) for _, p in fixture_cells()[:3]]
+    single = clf.predict(images=images, with_heatmap=True)
+    later = clf.heatmaps(images=images, labels=[p.label for p in single])
+    for a, b in zip(single, later, strict=True):
+        x = np.asarray(Image.open(io.BytesIO(a.heatmap_png)), float)
+        y = np.asarray(Image.open(io.BytesIO(b)), float)
+        assert np.abs(x - y).max() <= 1.0

@@ -208,3 +208,13 @@ def test_cell_cache_holds_the_serving_function_output(tmp_path):
     expected = np.stack([prepare(load_image(p), method=CELL_CROP).array for p in paths])
     assert cache.method == CELL_CROP and cache.cell_found.all()
     assert np.abs(cache.images.astype(float) - expected).mean() < 2.0
+
+
+def test_background_from_the_histogram_equals_numpy_percentile():
+    from classifier.preprocessing import _background
+
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1, 3), (2, 3, 3), (240, 320, 3), (97, 131, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = np.maximum(np.percentile(img.reshape(-1, 3).astype(float), 97, axis=0), 1.0)
+        np.testing.assert_allclose(_background(img), expected, rtol=0, atol=1e-9)

@@ -14,16 +14,26 @@ class FakeClassifier:
 
     def __init__(self):
         self.calls = 0
+        self.heatmap_calls: list[list[str]] = []
 
-    def predict(self, *, images, with_heatmap=True):
+    @staticmethod
+    def _png(img) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGBA", img.size, (255, 0, 0, 128)).save(buf, "PNG")
+        return buf.getvalue()
+
+    def predict(self, *, images, with_heatmap=False):
         self.calls += 1
         out = []
         for img in images:
-            buf = io.BytesIO()
-            Image.new("RGBA", img.size, (255, 0, 0, 128)).save(buf, "PNG")
+            png = self._png(img) if with_heatmap else b""
             probs = {"EOSINOPHIL": 0.7, "LYMPHOCYTE": 0.1, "MONOCYTE": 0.1, "NEUTROPHIL": 0.1}
-            out.append(CellPrediction("EOSINOPHIL", probs, 0.7, False, buf.getvalue(), 12.5, cell_found=True))
+            out.append(CellPrediction("EOSINOPHIL", probs, 0.7, False, png, 12.5, cell_found=True))
         return out
+
+    def heatmaps(self, *, images, labels):
+        self.heatmap_calls.append(list(labels))
+        return [self._png(img) for img in images]
 
 
 @pytest.fixture

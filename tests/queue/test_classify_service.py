@@ -25,12 +25,13 @@ def test_batch_is_classified_and_sample_moves_to_awaiting_review(technician, sam
         assert prediction.model_version == version
         assert prediction.predicted_class == "EOSINOPHIL"
         assert set(prediction.probabilities) == {"EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"}
-        assert prediction.heatmap.read().startswith(b"\x89PNG")
+        assert not prediction.heatmap  # classification never waits on Grad-CAM
         assert prediction.cell_found is True
     sample.refresh_from_db()
     assert sample.status == SampleStatus.AWAITING_REVIEW
     statuses = list(
-        AuditEvent.objects.filter(object_type="cases.sample", action="update").order_by("pk")
+        AuditEvent.objects.filter(object_type="cases.sample", action="update")
+        .order_by("pk")
         .values_list("new_values__status", flat=True)
     )
     assert statuses == ["images_uploaded", "classifying", "awaiting_review"]
@@ -138,3 +139,33 @@ def test_technician_cannot_activate_models(client, technician, fake_model):
 
     client.force_login(technician)
     assert client.get(reverse("admin:classifier_modelversion_changelist")).status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heatmaps_are_a_second_pass_after_classification(request, technician, sample, cell_files, fake_model):
+    """Classification stores predictions without heatmaps and asks for them on the heatmaps
+    queue; the second pass stores each one once, for the class the prediction suggested."""
+    _, clf = fake_model
+    ids = [i.pk for i in _upload(technician, sample, cell_files).accepted]
+    services.classify_images(image_ids=ids)
+    predictions = list(Prediction.objects.filter(image_id__in=ids))
+    assert [sorted(ids) for ids in request.node.enqueued_heatmaps] == [sorted(p.pk for p in predictions)]
+    assert services.compute_heatmaps(prediction_ids=[p.pk for p in predictions]) == len(predictions)
+    assert clf.heatmap_calls == [["EOSINOPHIL"] * len(predictions)]
+    for p in Prediction.objects.filter(image_id__in=ids):
+        assert p.heatmap.read().startswith(b"\x89PNG")
+    # a redelivered message changes nothing
+    assert services.compute_heatmaps(prediction_ids=[p.pk for p in predictions]) == 0
+    assert len(clf.heatmap_calls) == 1
+
+
+@pytest.mark.django_db
+def test_heatmaps_wait_until_every_cell_of_the_sample_is_classified(
+    request, technician, sample, cell_files, fake_model
+):
+    ids = [i.pk for i in _upload(technician, sample, cell_files).accepted]
+    services.classify_images(image_ids=ids[:2])
+    assert request.node.enqueued_heatmaps == []  # one cell still waits for classification
+    services.classify_images(image_ids=ids[2:])
+    requested = [pk for batch in request.node.enqueued_heatmaps for pk in batch]
+    assert sorted(requested) == sorted(Prediction.objects.filter(image_id__in=ids).values_list("pk", flat=True))

@@ -5,7 +5,7 @@ import datetime
 import pytest
 from kombu.exceptions import OperationalError as BrokerDown
 
-from cases.models import CellImage, ImageStatus, SampleStatus
+from cases.models import CellImage, ImageStatus, Sample, SampleStatus
 from cases.services import images_upload
 from classifier import services
 from classifier.inference import default_card_path, default_model_path
@@ -60,9 +60,17 @@ def test_upload_is_classified_end_to_end(setup, cell_files):
     assert predictions.count() == 6
     for p in predictions:
         assert abs(sum(p.probabilities.values()) - 1) < 1e-3
-        assert p.heatmap.name and p.inference_ms > 0
-    sample.refresh_from_db()
-    assert sample.status == SampleStatus.AWAITING_REVIEW
+        assert p.inference_ms > 0
+    # the sample moves on once the task has stored the batch (right after its last image)
+    wait_for(
+        lambda: Sample.objects.get(pk=sample.pk).status == SampleStatus.AWAITING_REVIEW,
+        timeout=30, message=f"sample status\n{worker.log()}",
+    )
+    # the Grad-CAM second pass follows on the heatmaps queue
+    wait_for(
+        lambda: not Prediction.objects.filter(image_id__in=ids, heatmap="").exists(),
+        timeout=CLASSIFY_TIMEOUT, message=f"heatmaps\n{worker.log()}",
+    )
 
 
 def test_worker_killed_mid_task_then_image_is_classified_by_the_next_worker(setup, cell_files):
