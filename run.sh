@@ -9,7 +9,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
 
-export DEBUG=${DEBUG:-1}
+# DEBUG stays off unless asked for (DEBUG=1 ./run.sh): its error pages show code, settings and URLs.
+# Static files are served by WhiteNoise from what collectstatic gathers below.
+export DEBUG=${DEBUG:-0}
 # One model per worker process, and the cores shared out between the processes (LiteRT and
 # TensorFlow threads): 2 processes on 2 cores -> 1 thread each.
 HV_WORKERS=${HV_WORKERS:-2}

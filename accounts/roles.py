@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from django.contrib.auth.models import Group, Permission
@@ -42,11 +43,27 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "accounts.change_user",
         "accounts.view_user",
         "auth.view_group",
-        "auth.change_group",
         "classifier.view_modelversion",
         "classifier.change_modelversion",
     ],
 }
+
+
+# Separation of duties: the roles that sign results and the roles that manage users are disjoint,
+# so that nobody can make themselves a signer, and whoever controls the accounts never signs.
+# A superuser manages users. Enforced where roles are assigned (accounts.services, accounts.signals).
+SIGNING_ROLES = frozenset({Role.DOCTOR.value})
+USER_MANAGING_ROLES = frozenset({Role.ADMIN.value})
+SEPARATION_OF_DUTIES = (
+    "A user cannot both sign results (doctor) and manage users (admin or superuser): "
+    "give these roles to different people."
+)
+
+
+def roles_conflict(*, roles: Iterable[str], is_superuser: bool) -> bool:
+    """Whether these roles (plus superuser status) would both sign results and manage users."""
+    held = {str(r) for r in roles} | ({Role.ADMIN.value} if is_superuser else set())
+    return bool(held & SIGNING_ROLES) and bool(held & USER_MANAGING_ROLES)
 
 
 def ensure_role_groups() -> None:
@@ -69,6 +86,8 @@ def user_roles(user) -> set[str]:
         cached = set(user.groups.values_list("name", flat=True))
         if user.is_superuser:
             cached.add(Role.ADMIN.value)
+        if roles_conflict(roles=cached, is_superuser=False):
+            cached -= SIGNING_ROLES  # a row from before separation of duties: such a user never signs
         user._hv_roles = cached
     return cached
 

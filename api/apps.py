@@ -5,3 +5,6 @@ class ApiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "api"
     verbose_name = "REST API"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (tokens revoked on password change and sign-out)

@@ -2,8 +2,9 @@
 
 DRF's stock tokens live until revoked. A lab API token is a password-equivalent, so here it
 stops working ``HV_API_TOKEN_TTL_HOURS`` after it was issued: the client gets 401 and signs in
-again (audited), and that sign-in replaces the expired token with a new one. (The refused
-request's transaction is rolled back, so the token row is not deleted here.)
+again (audited), and that sign-in replaces the token with a new one (every sign-in does). (The
+refused request's transaction is rolled back, so the token row is not deleted here.) Tokens are
+also revoked when the password changes and at sign-out (``api.signals``).
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ doctors and admins read the agreement statistics.
 
 Status codes: ``NotAllowed`` from a review service is a 409 here (``api.exceptions.Conflict``):
 the permission classes already let only doctors in, so what is refused is the sample's state
-(signed and locked, not reviewable, image not classified). Sign-off answers 400 when the
-password is wrong and 409 with ``sign_off_blockers`` when the sample cannot be signed yet.
+(signed and locked, not reviewable, image not classified). Sign-off answers 409 with
+``sign_off_blockers`` when the sample cannot be signed yet (whatever the password), else 400 when
+the password is wrong or locked out.
 """
 from __future__ import annotations
 
-from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -23,10 +23,10 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.lockout import request_ip
+from cases import downloads, reviews, selectors
 from cases import review_selectors as rs
-from cases import reviews, selectors
 from cases.models import CellImage, Sample, Signature
-from cases.reports import fhir_diagnostic_report, render_pdf
 from cases.services import NotAllowed
 
 from . import serializers as s
@@ -236,10 +236,11 @@ class SampleCommentView(APIBase, APIView):
     summary="Sign the sample electronically (doctor; password re-entered)",
     description=(
         "Re-authenticates with the password and records the printed name, time, meaning and a snapshot of "
-        "the signed result (sha256); the sample is then locked. **400** when the password is wrong (audited as "
-        "`signature_failed`), **409** with `sign_off_blockers` while cells are unreviewed or unidentified, the "
-        "caller uploaded images of the sample (four-eyes) or the sample is not awaiting review. Rate limited "
-        "per user (scope `api-sign`)."
+        "the signed result (sha256); the sample is then locked. **409** with `sign_off_blockers` while cells are "
+        "unreviewed or unidentified, the caller uploaded images of the sample (four-eyes) or the sample is not "
+        "awaiting review; checked first, so this answer does not depend on the password. **400** when the "
+        "password is wrong or password entry is locked out (one answer for both; audited as `signature_failed`, "
+        "counted as a failed sign-in of the doctor's username). Rate limited per user (scope `api-sign`)."
     ),
     request=s.SignRequestSerializer,
     responses={
@@ -264,7 +265,8 @@ class SampleSignView(APIBase, APIView):
         password = data.validated_data["password"]
         try:
             signature = reviews.sample_sign(
-                actor=request.user, sample=sample, password=password, meaning=data.validated_data["meaning"]
+                actor=request.user, sample=sample, password=password, meaning=data.validated_data["meaning"],
+                ip_address=request_ip(request._request),
             )
         except reviews.SignOffBlocked as exc:
             # Answered here rather than raised: the exception handler would roll the request back, and the
@@ -332,13 +334,7 @@ class SampleReportPdfView(APIBase, APIView):
         query = s.ReportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         signature = _signature_or_404(sample, query.validated_data.get("version"))
-        pdf = render_pdf(sample=sample, signature=signature)
-        reviews.report_downloaded(actor=request.user, sample=sample, kind=f"PDF report v{signature.version} via API")
-        response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{sample.accession_number}-v{signature.version}.pdf"'
-        response["Cache-Control"] = "private, no-store"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return downloads.report_pdf_response(actor=request.user, sample=sample, signature=signature)
 
 
 @extend_schema(
@@ -353,11 +349,7 @@ class SampleFhirView(APIBase, APIView):
     def get(self, request, pk: int):
         sample = _sample_or_404(pk)
         signature = _signature_or_404(sample, None)
-        bundle = fhir_diagnostic_report(sample=sample, signature=signature)
-        reviews.report_downloaded(actor=request.user, sample=sample, kind=f"FHIR export v{signature.version} via API")
-        response = JsonResponse(bundle, content_type="application/fhir+json")
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return downloads.fhir_response(actor=request.user, sample=sample, signature=signature)
 
 
 # Agreement ------------------------------------------------------------------

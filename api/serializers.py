@@ -6,7 +6,6 @@ Input serializers never ``save()``: the views pass ``validated_data`` to the ser
 from __future__ import annotations
 
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -57,11 +56,6 @@ class PatientCreateSerializer(serializers.ModelSerializer):
         model = Patient
         fields = ["mrn", "family_name", "given_name", "date_of_birth", "sex"]
 
-    def validate_date_of_birth(self, value):
-        if value > timezone.localdate():
-            raise serializers.ValidationError("The date of birth cannot be in the future.")
-        return value
-
 
 # Samples --------------------------------------------------------------------
 
@@ -96,14 +90,6 @@ class SampleCreateSerializer(serializers.Serializer):
         max_digits=6, decimal_places=2, min_value=0, required=False, allow_null=True, default=None,
         help_text="WBC count (×10⁹/L)",
     )
-
-    def validate(self, attrs):
-        received = attrs.get("received_at") or timezone.now()
-        if attrs["collected_at"] > received:
-            raise serializers.ValidationError(
-                {"collected_at": "The collection time cannot be after the time the sample was received."}
-            )
-        return attrs
 
 
 # Images and predictions -----------------------------------------------------
@@ -431,6 +417,10 @@ class AuditEventSerializer(serializers.ModelSerializer):
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    otp = serializers.CharField(
+        max_length=32, required=False, allow_blank=True,
+        help_text="Users enrolled in two-factor sign-in: the authenticator's code or an unused recovery code",
+    )
 
 
 class TokenSerializer(serializers.Serializer):

@@ -8,40 +8,38 @@ from __future__ import annotations
 import json
 
 from axes.helpers import get_cool_off
-from django.conf import settings
 from django.contrib.auth import authenticate, user_logged_in, user_logged_out
 from django.db.models import Prefetch
-from django.http import FileResponse, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from cases import selectors, services
-from cases.audit import AuditAction, record_event
+from accounts import selectors as account_selectors
+from accounts import services as account_services
+from cases import downloads, selectors, services
 from cases.models import CellImage, Sample
-from cases.validation import ImageRejected
 from classifier import services as classifier_services
 from classifier.models import ModelVersion, Prediction
 
 from . import serializers as s
-from .authentication import token_expired, token_expires_at
+from .authentication import token_expires_at
 from .exceptions import api_exception_handler
 from .filters import AuditEventFilter, PatientFilter, SampleFilter
+from .parsers import JSONParser
 from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff
+from .services import api_token_issue, api_tokens_revoke
 from .throttling import HVScopedRateThrottle
-
-IMAGE_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "BMP": "image/bmp"}
 
 ERRORS = {
     401: OpenApiResponse(s.ErrorSerializer, description="Not signed in"),
@@ -91,17 +89,6 @@ class BinaryRenderer(BaseRenderer):
         return json.dumps(data).encode()
 
 
-def _stream(fieldfile, *, content_type: str, filename: str) -> FileResponse:
-    try:
-        fh = fieldfile.open("rb")
-    except FileNotFoundError:
-        raise NotFound("The file is missing from storage.") from None
-    response = FileResponse(fh, content_type=content_type, filename=filename)
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
 def _images_with_latest_prediction(queryset):
     return queryset.select_related("uploaded_by").prefetch_related(
         Prefetch(
@@ -117,16 +104,24 @@ def _images_with_latest_prediction(queryset):
 
 @extend_schema(
     tags=["auth"],
-    summary="Obtain an API token with username and password",
+    summary="Obtain an API token with username, password and (two-factor users) a one-time code",
     description=(
-        "Checked by django-axes: repeated failures lock the username/IP (429). Rate limited (scope "
-        "`api-login`). Send the token as `Authorization: Token <token>`. It expires at `expires_at` "
-        "(`HV_API_TOKEN_TTL_HOURS` after it was issued); then requests get 401 and the client signs in again."
+        "Failed sign-ins are counted per username and per client IP (`HV_LOGIN_FAILURE_LIMIT`, "
+        "`HV_LOGIN_IP_FAILURE_LIMIT`); past either limit the sign-in is locked (429). Rate limited (scope "
+        "`api-login`). A user enrolled in two-factor sign-in also sends `otp`: the 6-digit code of the "
+        "authenticator app or an unused recovery code; a wrong or missing code is a failed sign-in (400, the "
+        "same answer as a wrong password). With `HV_REQUIRE_2FA` on, doctors and admins not yet enrolled get 403 "
+        "until they enrol on the web page. Each sign-in issues a new token (the previous one stops working). Send "
+        "it as `Authorization: Token <token>`. It expires at `expires_at` (`HV_API_TOKEN_TTL_HOURS` after it was "
+        "issued), and is revoked when the password changes or the user signs out of the web page."
     ),
     request=s.TokenRequestSerializer,
     responses={
         200: s.TokenSerializer,
-        400: OpenApiResponse(OpenApiTypes.OBJECT, description="Wrong username or password, or missing fields"),
+        400: OpenApiResponse(
+            OpenApiTypes.OBJECT, description="Wrong username, password or one-time code, or missing fields"
+        ),
+        403: OpenApiResponse(s.ErrorSerializer, description="Two-factor enrolment required first (web page)"),
         **UNSUPPORTED,
         429: OpenApiResponse(s.ErrorSerializer, description="Locked out after failures, or rate limited"),
     },
@@ -148,6 +143,11 @@ class ObtainTokenView(APIBase, APIView):
             username=data.validated_data["username"],
             password=data.validated_data["password"],
         )
+        if user is not None and user.is_active and account_selectors.two_factor_enrolled(user=user):
+            device = account_services.sign_in_second_factor(
+                request=django_request, user=user, token=data.validated_data.get("otp", "")
+            )
+            user = user if device is not None else None
         if getattr(django_request, "axes_locked_out", False):
             django_request.axes_locked_out = False  # answered here in JSON, not by AxesMiddleware's page
             cool_off = get_cool_off(django_request)
@@ -158,14 +158,16 @@ class ObtainTokenView(APIBase, APIView):
             )
         if user is None or not user.is_active:
             return Response(
-                {"detail": "Unable to sign in with the given username and password."},
+                {"detail": "Unable to sign in with the given username, password and one-time code."},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        token, _ = Token.objects.get_or_create(user=user)
-        if token_expired(token):  # an expired token is replaced, never handed out again
-            token.delete()
-            token = Token.objects.create(user=user)
-        # Audited as a sign-in; axes resets the failure count.
+        if account_selectors.two_factor_required(user=user) and not account_selectors.two_factor_enrolled(user=user):
+            return Response(
+                {"detail": "Two-factor sign-in is required for your role: enrol on the web page first."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        token = api_token_issue(user=user)
+        # Audited as a sign-in; the lockout clears this username's failures.
         user_logged_in.send(sender=type(user), request=django_request, user=user)
         return Response({"token": token.key, "expires_at": token_expires_at(token)})
 
@@ -180,8 +182,7 @@ class RevokeTokenView(APIBase, APIView):
     permission_classes = [IsAuthenticated]
 
     def post(self, request):
-        deleted, _ = Token.objects.filter(user=request.user).delete()
-        if deleted:
+        if api_tokens_revoke(user=request.user):
             user_logged_out.send(sender=type(request.user), request=request._request, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -299,7 +300,8 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         description=(
             "Each file is decoded (its name and MIME type are ignored) and accepted or rejected on its own. "
             "201 when at least one file was accepted, 400 when none was; every rejection names the file "
-            "and the reason. Accepted images are queued for classification. Rate limited (scope `api-upload`)."
+            "and the reason. Accepted images are queued for classification. Rate limited (scope `api-upload`). "
+            "A request over `HV_MAX_UPLOAD_REQUEST_BYTES` (all files together) is refused with 413 before it is read."
         ),
         request={"multipart/form-data": s.ImageUploadSerializer},
         responses={
@@ -308,6 +310,7 @@ class SampleImagesView(APIBase, generics.ListAPIView):
             **UNSUPPORTED,
             **ERRORS,
             **NOT_FOUND,
+            413: OpenApiResponse(s.ErrorSerializer, description="The request is over the per-request upload limit"),
             429: OpenApiResponse(s.ErrorSerializer, description="Rate limited"),
         },
     )
@@ -317,29 +320,16 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         if not files:
             detail = "Choose at least one image file (multipart field 'images')."
             return Response({"detail": detail, "accepted": [], "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
-        max_bytes = settings.HV_MAX_UPLOAD_BYTES
-        too_big, readable = [], []
-        for f in files:
-            if f.size > max_bytes:  # refused before reading it into memory
-                reason = f"the file is {_human_bytes(f.size)}, over the {_human_bytes(max_bytes)} limit"
-                too_big.append(ImageRejected(f.name, reason))
-            else:
-                readable.append((f.name, f.read()))
-        result = services.images_upload(actor=request.user, sample=sample, files=readable)
-        rejected = too_big + result.rejected
+        result = services.images_upload(actor=request.user, sample=sample, files=((f.name, f) for f in files))
         context = self.get_serializer_context()
         body = {
             "accepted": s.CellImageSerializer(result.accepted, many=True, context=context).data,
-            "rejected": [{"file": r.filename, "reason": r.reason} for r in rejected],
+            "rejected": [{"file": r.filename, "reason": r.reason} for r in result.rejected],
         }
         if not result.accepted:
             body = {"detail": "No image was accepted.", **body}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-def _human_bytes(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 @extend_schema(
@@ -355,13 +345,7 @@ class ImageFileView(APIBase, APIView):
         image = get_object_or_404(CellImage, pk=pk)
         if not image.file:
             raise NotFound("The image has no file.")
-        response = _stream(
-            image.file,
-            content_type=IMAGE_MEDIA_TYPES.get(image.image_format, "application/octet-stream"),
-            filename=image.original_filename,
-        )
-        record_event(action=AuditAction.DOWNLOAD, actor=request.user, obj=image, reason="image file via API")
-        return response
+        return downloads.image_file_response(actor=request.user, image=image)
 
 
 @extend_schema(
@@ -377,7 +361,7 @@ class PredictionHeatmapView(APIBase, APIView):
         prediction = get_object_or_404(Prediction, pk=pk)
         if not prediction.heatmap:
             raise NotFound("This prediction has no heatmap.")
-        return _stream(prediction.heatmap, content_type="image/png", filename=f"heatmap-{prediction.image_id}.png")
+        return downloads.heatmap_response(actor=request.user, prediction=prediction)
 
 
 # Model versions -------------------------------------------------------------

@@ -45,9 +45,9 @@ def _median_s(fn, repeats: int) -> float:
 def _configurations(exported, keras_clf, batch):
     """(name, exported call, Keras call) for one batch."""
     labels = [p.label for p in exported.predict(images=batch)]
-    _, _, x = exported._prepare(batch)
+    _, _, x = exported.prepare_batch(batch)
     return [
-        ("model only", lambda: exported._logits(x), lambda: keras_clf._keras_logits(x)),
+        ("model only", lambda: exported.logits(x), lambda: keras_clf.logits(x)),
         ("no", lambda: exported.predict(images=batch), lambda: keras_clf.predict(images=batch)),
         (
             "yes",

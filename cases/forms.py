@@ -1,5 +1,4 @@
 from django import forms
-from django.utils import timezone
 
 from .models import Patient, Priority, Sample, SpecimenType, Stain
 
@@ -9,12 +8,6 @@ class PatientForm(forms.ModelForm):
         model = Patient
         fields = ["mrn", "family_name", "given_name", "date_of_birth", "sex"]
         widgets = {"date_of_birth": forms.DateInput(attrs={"type": "date"})}
-
-    def clean_date_of_birth(self):
-        dob = self.cleaned_data["date_of_birth"]
-        if dob > timezone.localdate():
-            raise forms.ValidationError("The date of birth cannot be in the future.")
-        return dob
 
 
 class SampleForm(forms.Form):
@@ -29,13 +22,6 @@ class SampleForm(forms.Form):
     priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE)
     wbc_count = Sample._meta.get_field("wbc_count").formfield(required=False)
     clinical_notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-
-    def clean(self):
-        data = super().clean()
-        collected, received = data.get("collected_at"), data.get("received_at") or timezone.now()
-        if collected and collected > received:
-            self.add_error("collected_at", "The collection time cannot be after the time the sample was received.")
-        return data
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -5,7 +5,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, router, transaction
 from django.utils import timezone
 
 from . import audit
@@ -197,10 +197,20 @@ class AppendOnlyQuerySet(models.QuerySet):
     def delete(self):
         self._refuse("deleted")
 
+    def bulk_create(self, *args, **kwargs):
+        # bulk_create skips save(), where each row gets its place in the hash chain.
+        raise PermissionError(f"{self.model._meta.verbose_name_plural} are hash-chained: create rows one at a time.")
+
 
 class AppendOnlyModel(models.Model):
     """Rows are written once: never changed or deleted through the ORM (a PostgreSQL trigger
-    refuses it for any client too, see the migrations)."""
+    refuses it for any client too, see the migrations). Each table is a hash chain: every row
+    carries its place in it, the previous row's hash and its own (``cases.audit.chain_seal``), so
+    ``manage.py verify_audit`` finds a row changed, deleted or inserted behind the ORM's back."""
+
+    seq = models.PositiveBigIntegerField(unique=True, editable=False, help_text="Place in the table's hash chain")
+    prev_hash = models.CharField(max_length=64, editable=False, help_text="The previous row's hash")
+    hash = models.CharField(max_length=64, editable=False, help_text="sha256 of this row's fields, seq and prev_hash")
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -210,7 +220,11 @@ class AppendOnlyModel(models.Model):
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be changed.")
-        super().save(*args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        # The chain lock is held until this transaction (or the request's) commits.
+        with transaction.atomic(using=using):
+            audit.chain_seal(instance=self, using=using)
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be deleted.")

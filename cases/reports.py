@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import uuid
 from decimal import Decimal
+from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.utils import timezone
@@ -50,7 +51,9 @@ def render_pdf(*, sample: Sample, signature: Signature) -> bytes:
         buf, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=15 * mm, bottomMargin=15 * mm,
         title=f"WBC differential {sample.accession_number}", author=settings.LAB_NAME,
     )
-    story = [Paragraph(settings.LAB_NAME, styles["Title"])]
+    # A Paragraph reads its text as ReportLab markup (<img src>, <a href>, fonts): every value put
+    # into one is escaped, so a file name or comment is printed as typed, never obeyed.
+    story = [Paragraph(escape(settings.LAB_NAME), styles["Title"])]
     heading = "White blood cell differential report"
     if signature.is_amendment:
         heading += f" — AMENDED (version {signature.version})"
@@ -88,20 +91,21 @@ def render_pdf(*, sample: Sample, signature: Signature) -> bytes:
         story.append(Paragraph(f"{diff['excluded']} cell image(s) excluded by the reviewer.", styles["Normal"]))
     story.append(Spacer(1, 4 * mm))
     story.append(Paragraph("Comments", styles["Heading3"]))
-    story.append(Paragraph(snap.get("sample_comment") or "None.", styles["Normal"]))
+    story.append(Paragraph(escape(snap.get("sample_comment") or "None."), styles["Normal"]))
     for cell in snap["cells"]:
         if cell.get("comment"):
-            story.append(Paragraph(f"Cell {cell['file']}: {cell['comment']}", styles["Normal"]))
+            story.append(Paragraph(escape(f"Cell {cell['file']}: {cell['comment']}"), styles["Normal"]))
     story.append(Spacer(1, 4 * mm))
+    models_used = escape(", ".join(snap["model_versions"]) or "—")
     story.append(Paragraph(
-        f"Pre-classified by model {', '.join(snap['model_versions']) or '—'}; every cell verified by the signer.",
+        f"Pre-classified by model {models_used}; every cell verified by the signer.",
         styles["Normal"],
     ))
     if signature.is_amendment:
-        story.append(Paragraph(f"AMENDED. Reason: {signature.amendment_reason}", styles["Normal"]))
+        story.append(Paragraph(escape(f"AMENDED. Reason: {signature.amendment_reason}"), styles["Normal"]))
     story.append(Paragraph(
-        f"Electronically signed by {signature.printed_name} on {_fmt(signature.signed_at)} "
-        f"— meaning: {signature.get_meaning_display()}.",
+        escape(f"Electronically signed by {signature.printed_name} on {_fmt(signature.signed_at)} "
+               f"— meaning: {signature.get_meaning_display()}."),
         styles["Heading4"],
     ))
     story.append(Paragraph(f"Signature record {signature.snapshot_sha256[:16]}", styles["Normal"]))

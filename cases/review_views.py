@@ -5,17 +5,18 @@ import json
 
 from django import forms
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
+from accounts.lockout import request_ip
 from accounts.mixins import RoleRequiredMixin
 from accounts.roles import Role
 
+from . import downloads, reviews
 from . import review_selectors as rs
-from . import reviews
+from .json_body import json_parse
 from .models import CellImage, Sample, SampleStatus, SignatureMeaning
-from .reports import fhir_diagnostic_report, render_pdf
 from .services import NotAllowed
 
 CLINICAL_READERS = (Role.TECHNICIAN, Role.DOCTOR, Role.ADMIN)
@@ -70,7 +71,7 @@ class ReviewView(RoleRequiredMixin, View):
 def _json_body(request) -> dict:
     if request.content_type == "application/json":
         try:
-            data = json.loads(request.body or b"{}")
+            data = json_parse(data=request.body or b"{}")
         except json.JSONDecodeError:
             raise ValueError("The request body is not valid JSON.") from None
         if not isinstance(data, dict):
@@ -148,7 +149,7 @@ class SignView(RoleRequiredMixin, View):
         try:
             signature = reviews.sample_sign(
                 actor=request.user, sample=sample, password=request.POST.get("password", ""),
-                meaning=request.POST.get("meaning", SignatureMeaning.REVIEWED_APPROVED),
+                meaning=request.POST.get("meaning", SignatureMeaning.REVIEWED_APPROVED), ip_address=request_ip(request),
             )
         except (reviews.SignOffBlocked, NotAllowed, ValueError) as exc:
             messages.error(request, str(exc))
@@ -195,11 +196,7 @@ class ReportPdfView(RoleRequiredMixin, View):
         sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
         version = request.GET.get("version")
         signature = _signature_or_404(sample, int(version) if version and version.isdigit() else None)
-        pdf = render_pdf(sample=sample, signature=signature)
-        reviews.report_downloaded(actor=request.user, sample=sample, kind=f"PDF report v{signature.version}")
-        response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{sample.accession_number}-v{signature.version}.pdf"'
-        return response
+        return downloads.report_pdf_response(actor=request.user, sample=sample, signature=signature)
 
 
 class FhirView(RoleRequiredMixin, View):
@@ -208,10 +205,7 @@ class FhirView(RoleRequiredMixin, View):
     def get(self, request, pk: int):
         sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
         signature = _signature_or_404(sample, None)
-        reviews.report_downloaded(actor=request.user, sample=sample, kind=f"FHIR export v{signature.version}")
-        return JsonResponse(
-            fhir_diagnostic_report(sample=sample, signature=signature), content_type="application/fhir+json"
-        )
+        return downloads.fhir_response(actor=request.user, sample=sample, signature=signature)
 
 
 class HeatmapView(RoleRequiredMixin, View):
@@ -222,9 +216,7 @@ class HeatmapView(RoleRequiredMixin, View):
         prediction = image.predictions.order_by("-created_at").first()
         if prediction is None or not prediction.heatmap:
             raise Http404("No heatmap for this image.")
-        response = FileResponse(prediction.heatmap.open("rb"), content_type="image/png")
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return downloads.heatmap_response(actor=request.user, prediction=prediction)
 
 
 class AgreementView(RoleRequiredMixin, View):

@@ -8,9 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.roles import Role, has_role
+from accounts.services import password_recheck
 
 from . import review_selectors as rs
-from .audit import AuditAction, audit_context, record_event
+from .audit import audit_context, record_event
 from .cell_classes import EXCLUDED, FINAL_CLASS_CHOICES
 from .models import (
     Amendment,
@@ -32,7 +33,12 @@ class SignOffBlocked(Exception):
 
 
 class WrongPassword(SignOffBlocked):
-    """The signer's password did not match."""
+    """The signer's password did not match, or password entry is locked out (one answer for both)."""
+
+
+SIGN_REFUSED = (
+    "The password is not correct, or password entry is locked after repeated failures; the sample was not signed."
+)
 
 
 def _require_doctor(actor) -> None:
@@ -149,15 +155,30 @@ def _snapshot(*, sample: Sample, rows) -> dict:
 
 
 def sample_sign(
-    *, actor, sample: Sample, password: str, meaning: str = SignatureMeaning.REVIEWED_APPROVED
+    *,
+    actor,
+    sample: Sample,
+    password: str,
+    meaning: str = SignatureMeaning.REVIEWED_APPROVED,
+    ip_address: str | None = None,
 ) -> Signature:
-    """Electronic signature: re-authentication with the password, four-eyes, every cell reviewed."""
+    """Electronic signature: re-authentication with the password, four-eyes, every cell reviewed.
+
+    The sample's state is checked before the password, so the answer for a sample that cannot be
+    signed is the same whatever password was given (no password oracle). The password is counted
+    like a sign-in (``accounts.services.password_recheck``): a wrong one is a failure for the
+    doctor's username and ``ip_address``, and once locked every password gets ``WrongPassword``.
+    """
     _require_doctor(actor)
     if meaning not in SignatureMeaning.values:
         raise ValueError("Unknown signature meaning.")
-    if not password or not actor.check_password(password):
-        record_event(action="signature_failed", actor=actor, obj=sample, reason="wrong password")
-        raise WrongPassword("The password is not correct; the sample was not signed.")
+    blockers = sign_off_blockers(sample=Sample.objects.get(pk=sample.pk), actor=actor)
+    if blockers:
+        raise SignOffBlocked("Sign-off is blocked: " + "; ".join(blockers) + ".")
+    # Outside the transaction below: a refusal raises, and the failure count and audit row must stay.
+    if not password_recheck(user=actor, password=password, ip_address=ip_address):
+        record_event(action="signature_failed", actor=actor, obj=sample, reason="wrong password or locked out")
+        raise WrongPassword(SIGN_REFUSED)
     with transaction.atomic(), audit_context(actor=actor):
         locked = Sample.objects.select_for_update().select_related("patient").get(pk=sample.pk)
         blockers = sign_off_blockers(sample=locked, actor=actor)
@@ -201,7 +222,3 @@ def sample_amend(*, actor, sample: Sample, reason: str) -> Amendment:
         sample_transition(sample=locked, to_status=SampleStatus.AMENDED, actor=actor, reason=reason.strip())
     sample.status = locked.status
     return amendment
-
-
-def report_downloaded(*, actor, sample: Sample, kind: str) -> None:
-    record_event(action=AuditAction.DOWNLOAD, actor=actor, obj=sample, reason=f"{kind} downloaded")

@@ -5,6 +5,8 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -22,7 +24,7 @@ from .models import (
     Sample,
     SampleStatus,
 )
-from .validation import ImageRejected, validate_image_bytes
+from .validation import FORMAT_EXTENSIONS, ImageRejected, read_image_file, validate_image_bytes
 
 
 class InvalidTransition(Exception):
@@ -44,6 +46,37 @@ def _require_role(user, *roles: Role) -> None:
         raise NotAllowed("Your role does not allow this action.")
 
 
+# Dates a record may carry. Nobody alive was born before 1900, and no sample of this lab predates
+# 2000 (accession numbers carry the year received); "now" allows for a client clock a little ahead.
+EARLIEST_BIRTH_DATE = datetime.date(1900, 1, 1)
+EARLIEST_SAMPLE_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+def _validate_date_of_birth(*, date_of_birth: datetime.date) -> None:
+    if date_of_birth > timezone.localdate():
+        raise ValidationError({"date_of_birth": "The date of birth cannot be in the future."})
+    if date_of_birth < EARLIEST_BIRTH_DATE:
+        raise ValidationError({"date_of_birth": f"The date of birth cannot be before {EARLIEST_BIRTH_DATE:%Y-%m-%d}."})
+
+
+def _validate_sample_times(*, collected_at: datetime.datetime, received_at: datetime.datetime) -> None:
+    latest = timezone.now() + CLOCK_SKEW
+    errors = {}
+    for name, what, value in (
+        ("collected_at", "collection time", collected_at),
+        ("received_at", "time the sample was received", received_at),
+    ):
+        if value > latest:
+            errors[name] = f"The {what} cannot be in the future."
+        elif value < EARLIEST_SAMPLE_TIME:
+            errors[name] = f"The {what} cannot be before {EARLIEST_SAMPLE_TIME:%Y-%m-%d}."
+    if not errors and collected_at > received_at:
+        errors["collected_at"] = "The collection time cannot be after the time the sample was received."
+    if errors:
+        raise ValidationError(errors)
+
+
 # Patients -----------------------------------------------------------------
 
 
@@ -51,6 +84,7 @@ def patient_create(
     *, actor, mrn: str, family_name: str, given_name: str, date_of_birth: datetime.date, sex: str
 ) -> Patient:
     _require_role(actor, Role.TECHNICIAN)
+    _validate_date_of_birth(date_of_birth=date_of_birth)
     with audit_context(actor=actor):
         return Patient.objects.create(
             mrn=mrn.strip(),
@@ -68,6 +102,8 @@ def patient_update(*, actor, patient: Patient, reason: str = "", **changes) -> P
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"Unknown patient fields: {', '.join(sorted(unknown))}")
+    if "date_of_birth" in changes:
+        _validate_date_of_birth(date_of_birth=changes["date_of_birth"])
     for name, value in changes.items():
         setattr(patient, name, value.strip() if isinstance(value, str) else value)
     with audit_context(actor=actor, reason=reason):
@@ -102,8 +138,7 @@ def sample_create(
 ) -> Sample:
     _require_role(actor, Role.TECHNICIAN)
     received_at = received_at or timezone.now()
-    if collected_at > received_at:
-        raise ValueError("The collection time cannot be after the time the sample was received.")
+    _validate_sample_times(collected_at=collected_at, received_at=received_at)
     with transaction.atomic(), audit_context(actor=actor):
         return Sample.objects.create(
             accession_number=next_accession_number(when=received_at),
@@ -150,10 +185,11 @@ class UploadResult:
     rejected: list[ImageRejected] = field(default_factory=list)
 
 
-def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes]]) -> UploadResult:
+def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes | File]]) -> UploadResult:
     """Validate and store uploaded images; each bad file is rejected alone, the rest are kept.
 
-    ``files`` yields (original file name, content). Accepted images are queued for
+    ``files`` yields (original file name, content as bytes or a file such as an upload); a file over
+    the size limit is rejected without being read. Accepted images are queued for
     classification once the transaction commits.
     """
     _require_role(actor, Role.TECHNICIAN)
@@ -170,11 +206,14 @@ def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes]]) 
 
     seen = set(CellImage.objects.filter(sample=sample).values_list("sha256", flat=True))
     with audit_context(actor=actor):
-        for name, data in files:
+        for name, content in files:
             try:
+                data = read_image_file(filename=name, content=content)
                 valid = validate_image_bytes(filename=name, data=data)
             except ImageRejected as exc:
-                result.rejected.append(exc)
+                # A new one, without the traceback and context: their frames hold the file's bytes,
+                # so keeping them would keep every rejected file of the request in memory.
+                result.rejected.append(ImageRejected(exc.filename, exc.reason))
                 continue
             if valid.sha256 in seen:
                 result.rejected.append(ImageRejected(name, "the same image is already in this sample"))
@@ -191,7 +230,8 @@ def images_upload(*, actor, sample: Sample, files: Iterable[tuple[str, bytes]]) 
                         height=valid.height,
                         uploaded_by=actor,
                     )
-                    image.file.save(name, ContentFile(data), save=False)
+                    # Stored as what it decoded as: the user's extension (".html", ".svg") is never kept.
+                    image.file.save(f"cell{FORMAT_EXTENSIONS[valid.image_format]}", ContentFile(data), save=False)
                     image.save()
             except IntegrityError:
                 image.file.delete(save=False)  # the row was not stored: neither is its file

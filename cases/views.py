@@ -1,13 +1,11 @@
 """Thin views: parse input, call a service or selector, render."""
 from __future__ import annotations
 
-import mimetypes
-
 import django_filters
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views import View
@@ -15,7 +13,7 @@ from django.views import View
 from accounts.mixins import RoleRequiredMixin
 from accounts.roles import Role
 
-from . import selectors, services
+from . import downloads, selectors, services
 from .forms import ImageUploadForm, PatientForm, SampleForm
 from .models import AuditEvent, CellImage, Patient, Sample, SampleStatus
 
@@ -52,7 +50,11 @@ class PatientCreateView(RoleRequiredMixin, View):
         form = PatientForm(request.POST)
         if not form.is_valid():
             return render(request, "cases/patient_form.html", {"form": form}, status=400)
-        patient = services.patient_create(actor=request.user, **form.cleaned_data)
+        try:
+            patient = services.patient_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return render(request, "cases/patient_form.html", {"form": form}, status=400)
         messages.success(request, f"Patient {patient} registered.")
         return redirect("patient-detail", pk=patient.pk)
 
@@ -81,7 +83,11 @@ class SampleCreateView(RoleRequiredMixin, View):
         form = SampleForm(request.POST)
         if not form.is_valid():
             return render(request, "cases/sample_form.html", {"form": form, "patient": patient}, status=400)
-        sample = services.sample_create(actor=request.user, patient=patient, **form.cleaned_data)
+        try:
+            sample = services.sample_create(actor=request.user, patient=patient, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return render(request, "cases/sample_form.html", {"form": form, "patient": patient}, status=400)
         messages.success(request, f"Sample {sample.accession_number} registered.")
         return redirect("sample-detail", pk=sample.pk)
 
@@ -127,7 +133,7 @@ class SampleUploadView(RoleRequiredMixin, View):
             messages.error(request, "Choose at least one image file to upload.")
             return redirect("sample-detail", pk=sample.pk)
         result = services.images_upload(
-            actor=request.user, sample=sample, files=((f.name, f.read()) for f in files)
+            actor=request.user, sample=sample, files=((f.name, f) for f in files)
         )
         if result.accepted:
             messages.success(request, f"{len(result.accepted)} image(s) accepted and queued for classification.")
@@ -163,14 +169,7 @@ class CellImageFileView(RoleRequiredMixin, View):
     allowed_roles = CLINICAL_READERS
 
     def get(self, request, pk: int):
-        image = get_object_or_404(CellImage, pk=pk)
-        if not image.file:
-            raise Http404
-        content_type = mimetypes.guess_type(image.file.name)[0] or "application/octet-stream"
-        response = FileResponse(image.file.open("rb"), content_type=content_type)
-        response["Cache-Control"] = "private, max-age=3600"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+        return downloads.image_file_response(actor=request.user, image=get_object_or_404(CellImage, pk=pk))
 
 
 class AuditFilter(django_filters.FilterSet):

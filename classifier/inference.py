@@ -202,9 +202,9 @@ class Classifier:
         return self._load_keras()
 
     # ------------------------------------------------------------------ internals
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        """Forward pass only: the exported graph when there is one, else Keras (compiled once
-        per process on TensorFlow)."""
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw logits of a prepared batch (see :meth:`prepare_batch`): the exported graph when
+        there is one, else Keras (compiled once per process on TensorFlow)."""
         if self._lite is not None:
             return self._lite(x)
         return self._keras_logits(x)
@@ -276,7 +276,8 @@ class Classifier:
         cams = cams / np.where(peak > 0, peak, 1.0)[:, None, None]
         return np.asarray(logits, np.float64), cams
 
-    def _prepare(self, images: list[Image.Image]):
+    def prepare_batch(self, images: list[Image.Image]):
+        """(upright RGB images, their :class:`Prepared` inputs, the float32 model batch)."""
         rgb = [to_rgb8(img) for img in images]
         prepared = [prepare(img, method=self.method) for img in rgb]
         x = np.empty((len(rgb), *self.input_shape), np.float32)
@@ -292,12 +293,12 @@ class Classifier:
         if not images:
             return []
         start = time.perf_counter()
-        rgb, prepared, x = self._prepare(images)
+        rgb, prepared, x = self.prepare_batch(images)
         with self._lock:
             if with_heatmap:
                 logits, cams = self._logits_and_cams(x)
             else:
-                logits, cams = self._logits(x), None
+                logits, cams = self.logits(x), None
         z = logits / self.temperature
         z -= z.max(axis=1, keepdims=True)
         probs = np.exp(z)
@@ -329,7 +330,7 @@ class Classifier:
         placed on the cell the model looked at)."""
         if not images:
             return []
-        rgb, prepared, x = self._prepare(images)
+        rgb, prepared, x = self.prepare_batch(images)
         targets = np.array([self.classes.index(label) for label in labels])
         with self._lock:
             _, cams = self._logits_and_cams(x, targets)

@@ -139,17 +139,23 @@ def _load_active_classifier(version: ModelVersion):
 
 
 def preload_active_model() -> None:
-    """Load the active model into this process (worker start-up); never fails the worker."""
+    """Load the active model into this process (worker start-up), the exported graph for
+    classification and the Keras model for the heatmap pass, so that neither the first image
+    nor the first heatmap waits seconds for a model to load; never fails the worker."""
     try:
         version = selectors.active_model_version()
         if version is not None:
-            _load_active_classifier(version)
+            _load_active_classifier(version).model  # noqa: B018 - loads Keras for Grad-CAM now
     except Exception:  # noqa: BLE001 - the task will retry loading and report the error
         logger.exception("Could not preload the active model")
 
 
 def _claim(*, image_ids: list[int], version: ModelVersion) -> list[CellImage]:
-    """Mark the images this task will classify; skip those already done by this version."""
+    """Mark the images this task will classify; skip those already done by this version.
+
+    Under load, one upload's task finds others still queued: it fills its batch up to
+    ``HV_CLASSIFY_BATCH_SIZE`` with the oldest queued images (their own messages then find them
+    done and are skipped), so the model runs on batches instead of one image per task."""
     with transaction.atomic():
         images = list(
             CellImage.objects.select_for_update()
@@ -157,6 +163,15 @@ def _claim(*, image_ids: list[int], version: ModelVersion) -> list[CellImage]:
             .exclude(predictions__model_version=version)
             .order_by("pk")
         )
+        room = settings.HV_CLASSIFY_BATCH_SIZE - len(images)
+        if room > 0:
+            images += list(
+                CellImage.objects.select_for_update()
+                .filter(status=ImageStatus.QUEUED)
+                .exclude(pk__in=image_ids)
+                .exclude(predictions__model_version=version)
+                .order_by("pk")[:room]
+            )
         now = timezone.now()
         for image in images:
             image.status = ImageStatus.CLASSIFYING

@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "cases",
     "classifier",
@@ -51,15 +54,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cases.middleware.UploadRequestLimitMiddleware",  # before anything reads a request body
     "cases.middleware.AuditContextMiddleware",
     "accounts.middleware.LoginRequiredEverywhereMiddleware",
+    "accounts.middleware.TwoFactorRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -125,11 +132,24 @@ SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 
-# Login lockout (django-axes): lock a username after repeated failures.
+# Login lockout (django-axes with accounts.lockout.LockoutHandler). Failed sign-ins (wrong password,
+# wrong one-time code, wrong signing password) are counted per username and, separately, per client
+# IP: a username is locked after HV_LOGIN_FAILURE_LIMIT failures from anywhere, an IP after
+# HV_LOGIN_IP_FAILURE_LIMIT failures for any usernames (higher: a lab behind one proxy/NAT shares
+# it). A successful sign-in clears only that username's failures.
+AXES_HANDLER = "accounts.lockout.LockoutHandler"
 AXES_FAILURE_LIMIT = env.int("HV_LOGIN_FAILURE_LIMIT", default=5)
+HV_LOGIN_IP_FAILURE_LIMIT = env.int("HV_LOGIN_IP_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("HV_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+
+# Two-factor sign-in (django-otp: TOTP authenticator + single-use recovery codes). Any user may
+# enrol; with HV_REQUIRE_2FA=1 doctors and admins must, before any other page.
+HV_REQUIRE_2FA = env.bool("HV_REQUIRE_2FA", default=False)
+HV_2FA_STEP_SECONDS = env.int("HV_2FA_STEP_SECONDS", default=300)  # time to enter the code after the password
+OTP_TOTP_ISSUER = LAB_NAME
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 LANGUAGE_CODE = "en-gb"
@@ -159,7 +179,13 @@ HV_MAX_UPLOAD_BYTES = env.int("HV_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 HV_MAX_IMAGE_PIXELS = env.int("HV_MAX_IMAGE_PIXELS", default=40_000_000)
 HV_MAX_FILES_PER_UPLOAD = env.int("HV_MAX_FILES_PER_UPLOAD", default=500)
 DATA_UPLOAD_MAX_NUMBER_FILES = HV_MAX_FILES_PER_UPLOAD
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# One request's body (all its files together): over it, cases.middleware.UploadRequestLimitMiddleware
+# answers 413 before anything is read. DATA_UPLOAD_MAX_MEMORY_SIZE does not count files.
+HV_MAX_UPLOAD_REQUEST_BYTES = env.int("HV_MAX_UPLOAD_REQUEST_BYTES", default=200 * 1024 * 1024)
+# Uploaded files stream to temporary files on disk, never into the web process's memory; the
+# services then read one file at a time.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 # Celery: Redis in production/CI; by default kombu's SQLAlchemy transport on a SQLite file
 # (no server to install; BEGIN IMMEDIATE makes it safe for several worker processes).
@@ -197,6 +223,23 @@ LOGGING = {
 }
 
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): the pages use only same-origin static
+# JS and CSS, never inline script, inline style or event-handler attributes. Downloads of patient
+# data set a stricter one of their own (cases.downloads).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 CSRF_COOKIE_HTTPONLY = False
@@ -229,6 +272,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    # DRF's JSON parser answers JSON nested too deeply with a 500; this one with a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"api-login": "10/min", "api-upload": "60/min", "api-sign": "10/min"},
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import include, path
 
+from accounts import views as account_views
+
 admin.site.site_header = "HematoVision administration"
 admin.site.site_title = "HematoVision admin"
 
@@ -12,7 +14,9 @@ def healthz(request):
 
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", account_views.LoginView.as_view(), name="login"),
+    path("accounts/login/code/", account_views.LoginTwoFactorView.as_view(), name="login-two-factor"),
+    path("accounts/two-factor/", account_views.TwoFactorView.as_view(), name="two-factor"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

@@ -23,6 +23,8 @@ def _row(anon, tech, doctor, admin):
 MATRIX = {
     "login": ("GET", None, _row(200, 302, 302, 302)),
     "logout": ("POST", None, _row(302, 302, 302, 302)),
+    "login-two-factor": ("GET", None, _row(302, 302, 302, 302)),  # no password step pending: back to login/home
+    "two-factor": ("GET", None, _row(LOGIN, 200, 200, 200)),
     "healthz": ("GET", None, _row(200, 200, 200, 200)),
     "home": ("GET", None, _row(LOGIN, 200, 200, 200)),
     "patient-list": ("GET", None, _row(LOGIN, 200, 200, 200)),

@@ -231,7 +231,7 @@ def test_sign_off_refused_with_a_wrong_password(doctor_api, doctor, reviewable):
                            format="json").status_code == 400
     malformed = doctor_api.post(_url("sample-sign", reviewable), "{not json", content_type="application/json")
     assert malformed.status_code == 400
-    # Wrong passwords do not lock the doctor out: the right one still signs (django-axes is not involved).
+    # One wrong password does not lock the doctor out: the right one still signs.
     assert _sign(doctor_api, reviewable).status_code == 201
 
 

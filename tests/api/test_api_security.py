@@ -37,8 +37,9 @@ def test_token_sign_in_and_use(api, technician):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get(PATIENTS).status_code == 200
-    # The same token again on the next sign-in.
-    assert api.post(TOKEN, {"username": technician.username, "password": PASSWORD}).json()["token"] == key
+    # The next sign-in issues a new token; the previous one stops working.
+    fresh = api.post(TOKEN, {"username": technician.username, "password": PASSWORD}).json()["token"]
+    assert fresh != key and client.get(PATIENTS).status_code == 401
 
 
 def test_token_expires_after_its_lifetime_and_sign_in_issues_a_new_one(api, technician, settings):

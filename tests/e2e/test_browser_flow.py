@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from pypdf import PdfReader
 
 from accounts.roles import Role
@@ -123,10 +124,11 @@ def test_technician_to_doctor_to_admin(live_server, browser, worker, cell_files)
     page.click(f"text={sample.accession_number}")
     page.wait_for_selector(".review-cell.selected")
     page.keyboard.press("2")  # first cell: lymphocyte
-    page.wait_for_function("document.querySelector('#unreviewed').textContent === '5'")
+    # expect(), not wait_for_function: that polls with eval, which the Content-Security-Policy refuses.
+    expect(page.locator("#unreviewed")).to_have_text("5")
     for remaining in range(4, -1, -1):
         page.keyboard.press("Enter")  # confirm the AI's class
-        page.wait_for_function(f"document.querySelector('#unreviewed').textContent === '{remaining}'")
+        expect(page.locator("#unreviewed")).to_have_text(str(remaining))
     page.keyboard.press("h")
     _shot(page, "04-review")
     assert page.locator("#blockers li").count() == 0

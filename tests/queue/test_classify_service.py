@@ -161,11 +161,25 @@ def test_heatmaps_are_a_second_pass_after_classification(request, technician, sa
 
 @pytest.mark.django_db
 def test_heatmaps_wait_until_every_cell_of_the_sample_is_classified(
-    request, technician, sample, cell_files, fake_model
+    request, technician, sample, cell_files, fake_model, settings
 ):
+    settings.HV_CLASSIFY_BATCH_SIZE = 2  # the first task must leave the third cell queued
     ids = [i.pk for i in _upload(technician, sample, cell_files).accepted]
     services.classify_images(image_ids=ids[:2])
     assert request.node.enqueued_heatmaps == []  # one cell still waits for classification
     services.classify_images(image_ids=ids[2:])
     requested = [pk for batch in request.node.enqueued_heatmaps for pk in batch]
     assert sorted(requested) == sorted(Prediction.objects.filter(image_id__in=ids).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_task_fills_its_batch_with_queued_images_and_their_own_tasks_skip_them(
+    technician, sample, cell_files, fake_model
+):
+    _, clf = fake_model
+    ids = [i.pk for i in _upload(technician, sample, cell_files, n=5).accepted]
+    first = services.classify_images(image_ids=ids[:1])
+    assert sorted(first.classified) == sorted(ids) and clf.calls == 1  # one model call for the five
+    later = services.classify_images(image_ids=ids[1:2])
+    assert later.classified == [] and later.skipped == [ids[1]] and clf.calls == 1
+    assert Prediction.objects.filter(image_id__in=ids).count() == 5

@@ -1,11 +1,11 @@
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.roles import Role, ensure_role_groups
+from accounts.services import user_roles_set
 
 DEMO_USERS = [
     ("tech", Role.TECHNICIAN, "Tara Technician", ""),
@@ -31,9 +31,9 @@ class Command(BaseCommand):
             user.printed_name = printed_name
             user.qualification = qualification
             user.is_staff = role == Role.ADMIN
-            user.is_superuser = role == Role.ADMIN
+            user.is_superuser = False  # superusers are made with createsuperuser, never as a demo user
             pw = password or f"{username}-{secrets.token_urlsafe(9)}"
             user.set_password(pw)
             user.save()
-            user.groups.set([Group.objects.get(name=role.value)])
+            user_roles_set(actor=None, user=user, roles=[role])
             self.stdout.write(f"  {username:<8} {pw:<24} {role.value}")

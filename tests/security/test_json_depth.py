@@ -1,0 +1,57 @@
+"""JSON nested deeper than Python's parser can follow is a 400 with a clear message, never a 500."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from api.parsers import JSONParser
+from cases.json_body import TOO_DEEP, json_parse
+from cases.models import CellReview
+
+from ..api.conftest import token_client
+from ..api.reviewing import reviewable_sample
+
+pytestmark = pytest.mark.django_db
+
+DEPTH = 50_000
+NESTED_LIST = "[" * DEPTH + "]" * DEPTH
+NESTED_OBJECT = '{"final_class": ' + '{"a": ' * DEPTH + "1" + "}" * DEPTH + "}"
+
+
+@pytest.fixture
+def image(technician):
+    return reviewable_sample(technician, cells=1).images.get()
+
+
+@pytest.mark.parametrize("body", [NESTED_LIST, NESTED_OBJECT], ids=["list", "object"])
+def test_api_refuses_deep_json_with_400(body, doctor, image):
+    url = reverse("api:cell-review", args=[image.sample_id, image.pk])
+    response = token_client(doctor).post(url, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": f"JSON parse error - {TOO_DEEP}"}
+    assert not CellReview.objects.exists()
+
+
+def test_api_sign_in_refuses_deep_json_with_400(db):
+    response = Client().post(reverse("api:token"), data=NESTED_LIST, content_type="application/json")
+    assert response.status_code == 400
+    assert TOO_DEEP in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [NESTED_LIST, NESTED_OBJECT], ids=["list", "object"])
+def test_review_page_refuses_deep_json_with_400(body, doctor, image):
+    client = Client()
+    client.force_login(doctor)
+    url = reverse("cell-review", args=[image.sample_id, image.pk])
+    response = client.post(url, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"error": TOO_DEEP}
+    assert not CellReview.objects.exists()
+
+
+def test_ordinary_json_still_parses():
+    assert json_parse(data=b'{"final_class": "NEUTROPHIL", "comment": [[1]]}') == {
+        "final_class": "NEUTROPHIL", "comment": [[1]],
+    }
+    assert "json" in JSONParser.media_type
