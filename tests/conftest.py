@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
 from accounts.roles import Role
 
@@ -8,6 +9,14 @@ from .factories import PASSWORD, PatientFactory, SampleFactory, UserFactory
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CELLS = FIXTURES / "cells"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """Throttle and lockout counters live in the cache; each test starts from zero."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

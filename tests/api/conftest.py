@@ -1,5 +1,4 @@
 import pytest
-from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -9,13 +8,6 @@ from ..factories import UserFactory
 
 ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    """Throttle counters live in the cache; each test starts from zero."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Failed sign-ins are counted per username and, separately, per client IP (issue items 1 and 2)."""
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -10,12 +9,6 @@ from ..factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 LOGIN = reverse("login")
 TOKEN = reverse("api:token")

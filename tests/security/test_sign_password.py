@@ -1,6 +1,5 @@
 """Signing passwords are counted like sign-ins, with one answer for every refusal (issue item 3)."""
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -13,12 +12,6 @@ from ..factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """API tokens die with a password change, a web sign-out and the next sign-in (issue item 4)."""
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -14,12 +13,6 @@ pytestmark = pytest.mark.django_db
 TOKEN = reverse("api:token")
 PATIENTS = reverse("api:patient-list")
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

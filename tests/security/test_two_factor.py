@@ -4,7 +4,6 @@ import re
 
 import pytest
 from axes.models import AccessAttempt
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import totp
@@ -24,12 +23,6 @@ ENROL = reverse("two-factor")
 WORKLIST = reverse("worklist")
 TOKEN = reverse("api:token")
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

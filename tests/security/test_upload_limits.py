@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.urls import reverse
@@ -26,12 +25,6 @@ pytestmark = pytest.mark.django_db
 
 LIMIT = 50_000
 
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counters():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

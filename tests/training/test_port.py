@@ -11,6 +11,8 @@ import pytest
 from training import lite0
 from training.convert import DEFAULT_WEIGHTS, convert_state_dict, load_imagenet_weights, read_weights
 
+pytestmark = pytest.mark.slow  # trains / runs the backbone
+
 FIXTURE = Path(__file__).parent / "data" / "lite0_reference.npz"
 HAS_TORCH = (
     importlib.util.find_spec("torch") is not None

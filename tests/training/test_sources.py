@@ -21,6 +21,8 @@ from training.sources import (
     write_sources,
 )
 
+pytestmark = pytest.mark.slow  # runs the backbone
+
 pytest.importorskip("cv2")
 
 CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells"

@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from training.__main__ import main
+
+pytestmark = pytest.mark.slow  # trains / runs the backbone
 
 CELLS = Path(__file__).resolve().parents[1] / "fixtures" / "cells"
 
