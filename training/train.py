@@ -379,23 +379,33 @@ def train(args) -> Path:
     return model_path
 
 
+def add_recipe_arguments(
+    p, *, epochs: int, head_epochs: int, batch_size: int, lr: float, unfreeze_from: str, label_smoothing: float,
+    patience: int,
+) -> None:
+    """The two-phase recipe's options (:func:`fit_two_phases`), shared by ``train`` and ``train-cells``."""
+    p.add_argument("--arch", default="efficientnet_lite0")
+    p.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
+    p.add_argument("--epochs", type=int, default=epochs, help="fine-tuning epochs (phase 2)")
+    p.add_argument("--head-epochs", type=int, default=head_epochs, help="frozen-backbone epochs (phase 1)")
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--unfreeze-from", default=unfreeze_from)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--label-smoothing", type=float, default=label_smoothing)
+    p.add_argument("--patience", type=int, default=patience)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--data", help="class-per-folder training folder (tf.data path)")
     p.add_argument("--cache", help="pre-decoded cache .npz from `python -m training cache` (no TensorFlow needed)")
-    p.add_argument("--arch", default="efficientnet_lite0")
-    p.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
-    p.add_argument("--epochs", type=int, default=15, help="fine-tuning epochs (phase 2)")
-    p.add_argument("--head-epochs", type=int, default=3, help="frozen-backbone epochs (phase 1)")
+    add_recipe_arguments(
+        p, epochs=15, head_epochs=3, batch_size=32, lr=2e-4, unfreeze_from="block4a", label_smoothing=0.0, patience=4
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--limit-per-class", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--unfreeze-from", default="block4a")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--patience", type=int, default=4)
     p.add_argument(
         "--monitor",
         default="val_accuracy",

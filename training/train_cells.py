@@ -27,7 +27,7 @@ import numpy as np
 
 from training.labs import LABELS, cell_weights, read_cell_caches
 from training.model import build_classifier, build_training_model
-from training.train import ArrayBatches, _device, _setup_logging, fit_two_phases, log
+from training.train import ArrayBatches, _device, _setup_logging, add_recipe_arguments, fit_two_phases, log
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -128,18 +128,9 @@ def add_arguments(p) -> None:
     p.add_argument("--labs", nargs="+", default=["bccd", "pbc"], choices=("bccd", "pbc"))
     p.add_argument("--augment", default="robust", choices=("robust", "basic"))
     p.add_argument("--out", required=True)
-    p.add_argument("--arch", default="efficientnet_lite0")
-    p.add_argument("--weights", default="imagenet", choices=("imagenet", "none"))
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--head-epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--unfreeze-from", default="stem_")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--patience", type=int, default=6)
+    add_recipe_arguments(
+        p, epochs=20, head_epochs=2, batch_size=64, lr=3e-4, unfreeze_from="stem_", label_smoothing=0.1, patience=6
+    )
     p.add_argument("--monitor", default="val_accuracy", choices=("val_accuracy", "val_loss"))
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--limit", type=int, default=None, help="at most this many cells per label (smoke runs)")
