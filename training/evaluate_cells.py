@@ -121,10 +121,7 @@ def choose_threshold(
 
 def calibrate(val_logits: np.ndarray, labels: np.ndarray, labs: np.ndarray, groups: np.ndarray) -> dict:
     """Temperature and threshold on the validation cells, weighted by cell."""
-    cache = CellCache(
-        np.zeros((len(labels), 1, 1, 3), np.uint8), labels, labels >= 0, groups, groups, labs, groups, groups, ""
-    )
-    w = cell_weights(cache)
+    w = cell_weights(labs=labs, labels=labels, groups=groups)
     temperature = fit_temperature(val_logits, labels, w)
     probs = softmax(val_logits, temperature)
     threshold, at = choose_threshold(probs, labels, labs, w)

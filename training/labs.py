@@ -238,15 +238,15 @@ def read_cell_caches(paths: list[str | Path]) -> CellCache:
     return CellCache(**cat, method=parts[0].method)
 
 
-def cell_weights(cache: CellCache) -> np.ndarray:
+def cell_weights(*, labs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per-item weight so that every lab x label counts the same in total and, inside it,
     every *cell* (group) counts once, however many augmented copies it has."""
-    w = np.zeros(len(cache), np.float64)
-    keys = np.char.add(np.char.add(cache.labs.astype(str), "|"), cache.labels.astype(str))
+    w = np.zeros(len(labels), np.float64)
+    keys = np.char.add(np.char.add(np.asarray(labs).astype(str), "|"), np.asarray(labels).astype(str))
     for key in np.unique(keys):
         idx = np.flatnonzero(keys == key)
-        groups, inverse, counts = np.unique(cache.groups[idx], return_inverse=True, return_counts=True)
-        w[idx] = 1.0 / counts[inverse] / len(groups)
+        members, inverse, counts = np.unique(np.asarray(groups)[idx], return_inverse=True, return_counts=True)
+        w[idx] = 1.0 / counts[inverse] / len(members)
     return w / w.mean() if len(w) else w
 
 

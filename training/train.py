@@ -263,13 +263,18 @@ def plot_history(history: dict, out: Path) -> list[Path]:
     return written
 
 
-def train(args) -> Path:
+def start_run(args) -> tuple[Path, float, float | None]:
+    """Output folder with its log, seeds, and the clock: (out, start, deadline or None)."""
     out = Path(args.out)
     _setup_logging(out)
     keras.utils.set_random_seed(args.seed)
     t0 = time.monotonic()
-    deadline = t0 + args.time_budget_s if args.time_budget_s else None
     log.info("backend=%s keras=%s args=%s", keras.backend.backend(), keras.__version__, vars(args))
+    return out, t0, (t0 + args.time_budget_s if args.time_budget_s else None)
+
+
+def train(args) -> Path:
+    out, t0, deadline = start_run(args)
 
     data, images, group_how = _load_data(args)
     log.info("group key: %s", group_how)

@@ -27,7 +27,7 @@ import numpy as np
 
 from training.labs import LABELS, cell_weights, read_cell_caches
 from training.model import build_classifier, build_training_model
-from training.train import ArrayBatches, _device, _setup_logging, add_recipe_arguments, fit_two_phases, log
+from training.train import ArrayBatches, _device, add_recipe_arguments, fit_two_phases, log, start_run
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -39,12 +39,7 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 128
 
 
 def train_cells(args) -> Path:
-    out = Path(args.out)
-    _setup_logging(out)
-    keras.utils.set_random_seed(args.seed)
-    t0 = time.monotonic()
-    deadline = t0 + args.time_budget_s if args.time_budget_s else None
-    log.info("backend=%s keras=%s args=%s", keras.backend.backend(), keras.__version__, vars(args))
+    out, t0, deadline = start_run(args)
     cache = read_cell_caches(args.cache)
     cache = cache.subset(np.isin(cache.labs, args.labs) & np.isin(cache.splits, ["train", "val"]))
     if args.limit:
@@ -66,8 +61,10 @@ def train_cells(args) -> Path:
         dict(zip(LABELS, np.bincount(tr.labels, minlength=len(LABELS)).tolist(), strict=True)),
     )
     n = len(LABELS)
-    train_ds = ArrayBatches(tr.images, tr.labels, cell_weights(tr), args.batch_size, True, args.seed, n_classes=n)
-    val_ds = ArrayBatches(va.images, va.labels, cell_weights(va), args.batch_size, False, 0, n_classes=n)
+    tr_w = cell_weights(labs=tr.labs, labels=tr.labels, groups=tr.groups)
+    va_w = cell_weights(labs=va.labs, labels=va.labels, groups=va.groups)
+    train_ds = ArrayBatches(tr.images, tr.labels, tr_w, args.batch_size, True, args.seed, n_classes=n)
+    val_ds = ArrayBatches(va.images, va.labels, va_w, args.batch_size, False, 0, n_classes=n)
 
     core = build_classifier(
         args.arch, args.weights, dropout=args.dropout, classes=LABELS, input_shape=tr.images.shape[1:]
