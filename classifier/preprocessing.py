@@ -160,6 +160,11 @@ def _background(rgb: np.ndarray) -> np.ndarray:
     return np.maximum(out, 1.0)
 
 
+# Public name of the background measurement, shared with the field detector
+# (``classifier.detection``) so that both read the slide the same way.
+slide_background = _background
+
+
 def nucleus_map(rgb: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel stain score of white-cell nuclei: optical density in red light minus that in
     blue light, relative to the slide's own background colour.
