@@ -27,19 +27,26 @@ result (``white_cells == ()``), not an error.
 
 Method (``wbc-detector-v1``; figures and tuning in ``classifier/models/wbc-detector-v1.md``)
 ------------------------------------------------------------------------------------------
-Stain-based segmentation, shared with the cell classifier's preprocessing: the field is halved
-(the classifier's nucleus finder works at a similar scale), the slide background is measured with
+Stain-based segmentation plus a small linear box regressor, shared with the cell classifier's
+preprocessing: the field is halved (the classifier's nucleus finder works at a similar scale),
+the slide background is measured with
 :func:`classifier.preprocessing.slide_background` and the nucleus stain score with
 :func:`classifier.preprocessing.nucleus_map` (red- minus blue-light optical density).
 
 * **White cells.** Pixels whose nucleus score reaches ``Params.nucleus_od`` seed a nucleus; its
   paler parts join down to ``nucleus_low`` x that (hysteresis). Pieces closer than ``lobe_gap``
   are one nucleus (the lobes of a neutrophil); a nucleus smaller than ``nucleus_min_area`` is a
-  platelet clump or debris. The cell's box is the nucleus's box grown on every side by
-  ``grow_fraction`` x the nucleus's larger side + ``grow_px``: BCCD's boxes hold the whole cell
-  (cytoplasm included). These settings were fitted on BCCD train/val fields
-  (``python -m training.evaluate_fields --fit``). A box is clipped to the field;
-  ``touches_edge`` says the cell (grown box or nucleus) reaches the field's edge.
+  platelet clump or debris. BCCD's boxes hold the whole cell (cytoplasm, an eosinophil's granule
+  cloud), so the box is the nucleus's box grown on each side by what a small learned *box
+  regressor* reads there: strips running outward from that side (:func:`box_features`: stain,
+  haemoglobin/granule density, nucleus score, granule texture, share of non-slide pixels) and a
+  ridge regression of the annotated cell's extent on them (``BOX_WEIGHTS``, one model for the
+  four sides). Two nuclei whose cell boxes cover more than ``merge_overlap`` of the smaller are
+  one cell (an eosinophil's lobes with granules between them). With ``box_weights=()`` the box
+  is the nucleus box grown by ``grow_fraction`` x its larger side + ``grow_px`` (the first
+  version). All these settings and weights were fitted on BCCD train/val fields, never on the
+  held-out ones (``python -m training.evaluate_fields --fit``). A box is clipped to the field;
+  ``touches_edge`` says the cell (unclipped box or nucleus) reaches the field's edge.
 * **Red cells.** Haemoglobin absorbs green light: pixels with a green optical density above
   ``rbc_od`` (outside white cells), holes filled (pale centres), form the red-cell mask; the count
   is the number of its distance-transform peaks (one per cell, touching cells split).
@@ -75,6 +82,10 @@ __all__ = [
     "analyse_upload",
     "crop_cell",
     "analyse_maps",
+    "box_features",
+    "box_measures",
+    "find_nuclei",
+    "Nucleus",
     "detect_field",
     "find_white_cells",
     "looks_like_field",
@@ -91,6 +102,30 @@ DARK_SLIDE = 40  # a slide background darker than this (8-bit) is a black or unl
 MIN_SIDE = 64  # smaller images are refused: nothing on them can be a field or a cell
 
 
+# Fitted by ``python -m training.evaluate_fields --fit`` (ridge regression, work px of cell
+# beyond each side of the nucleus box; the 230 tuning fields); paste its output here.
+BOX_WEIGHTS: tuple[float, ...] = (
+    -30.09432, -8.745684, -19.050172, -7.394893, -7.464802, -5.229708,
+    -11.317526, -6.103908, -0.492242, 2.72674, 3.629387, 4.502847,
+    0.305032, 8.904262, 5.093819, 2.587197, 52.565823, 49.365859,
+    24.802645, 33.19245, 20.592423, 26.272585, 15.597191, 5.520997,
+    -4.526885, -8.649718, -12.539644, -7.214914, -20.163093, -6.525524,
+    -10.089969, -22.382069, 12.484944, 2.506691, 1.655824, 20.581314,
+    13.740173, 2.419771, 1.396823, 6.045264, -21.299063, -13.363556,
+    -8.15172, 11.342762, -10.194527, 4.528682, 3.659134, -13.652807,
+    99.2962, 259.991537, -60.984117, -101.187649, -444.343737, 283.957233,
+    -105.214605, 42.99179, -38.264102, -6.21268, 217.13893, -137.719379,
+    133.783114, 110.309937, -117.500065, 155.627844, 4.871151, 0.169417,
+    4.301959, -2.050545, 0.399722, -0.406785, -1.062371, -0.129871,
+    0.274153, -0.298136, -3.670342, 1.318865, 0.480743, 1.313521,
+    -3.693743, 5.346284, 0.425963, -2.519832, 5.007517, -0.014497,
+    2.675231, 1.624175, 2.789109, 1.541255, 0.467161, -0.353153,
+    2.929745, -1.413589, -0.7749, -1.235297, 0.097265, -0.518296,
+    0.185274, -0.105384, -0.02694, -8.271449,
+)
+
+
+
 class FieldImageError(ValueError):
     """The upload is not an image this module can analyse; the message says why."""
 
@@ -105,8 +140,10 @@ class Params:
     nucleus_min_area: int = 800  # work px^2 of a whole nucleus; platelet clumps and specks stay below
     lobe_min_area: int = 38  # work px^2 of one piece of a nucleus
     lobe_gap: int = 16  # work px; nucleus pieces closer than this are one cell
-    grow_fraction: float = 0.15  # box side growth per side, fraction of the nucleus's size
+    grow_fraction: float = 0.15  # without box_weights: box growth per side, fraction of the nucleus's size
     grow_px: float = 0.0  # plus this many field px per side
+    box_weights: tuple[float, ...] = BOX_WEIGHTS  # the box regressor (BOX_WEIGHTS); empty: fixed growth above
+    merge_overlap: float = 0.5  # two cell boxes covering more than this of the smaller are one cell
     edge_px: int = 2  # field px: a cell this close to the edge touches it
     rbc_od: float = 0.12  # green optical density of red-cell pixels
     rbc_peak_min: float = 10.0  # work px: a red cell's inscribed radius is at least this
@@ -196,14 +233,56 @@ def _boxes_of(labels: np.ndarray, n: int) -> list[tuple[slice, slice] | None]:
     return ndimage.find_objects(labels, max_label=n)
 
 
-def _white_cells(od: np.ndarray, factor: float, size: tuple[int, int], params: Params):
-    """(cells, work-scale mask of every cell box)."""
-    h, w = od.shape
+# The box regressor's view of a candidate: for each side of the nucleus box, strips of
+# _PROFILE_STEP work px running outward (_PROFILE_STRIPS of them, 128 field px in all), each
+# strip spanning the nucleus across and averaged. What a strip holds is measured by
+# _MEASURES maps: total optical density (anything stained), green-light optical density
+# (haemoglobin, eosinophil granules), the nucleus score, a granule texture (local contrast in
+# green light) and the share of pixels darker than the bare slide.
+_PROFILE_STEP = 4
+_PROFILE_STRIPS = 16
+_MEASURES = 5
+BOX_FEATURES = _MEASURES * _PROFILE_STRIPS + _PROFILE_STRIPS + 4
+
+
+def box_features(measures: np.ndarray, nucleus_box: tuple[int, int, int, int], nucleus_area: float) -> np.ndarray:
+    """(4, BOX_FEATURES) features of one nucleus for the box regressor, one row per side
+    (left, top, right, bottom); ``nucleus_box`` and ``nucleus_area`` in work px. Strips past the
+    field's edge read 0 and are flagged."""
+    _, h, w = measures.shape
+    x0, y0, x1, y1 = nucleus_box
+    across_x = measures[:, y0:y1, :].mean(1)  # (K, w): columns averaged over the nucleus's rows
+    across_y = measures[:, :, x0:x1].mean(2)  # (K, h)
+    size = max(x1 - x0, y1 - y0)
+    out = np.zeros((4, BOX_FEATURES), np.float32)
+    for side, (profile, start, sign, limit) in enumerate(
+        ((across_x, x0, -1, w), (across_y, y0, -1, h), (across_x, x1, 1, w), (across_y, y1, 1, h))
+    ):
+        for b in range(_PROFILE_STRIPS):
+            near, far = start + sign * b * _PROFILE_STEP, start + sign * (b + 1) * _PROFILE_STEP
+            lo, hi = max(0, min(near, far)), min(limit, max(near, far))
+            if hi > lo:
+                out[side, b : _MEASURES * _PROFILE_STRIPS : _PROFILE_STRIPS] = profile[:, lo:hi].mean(1)
+                out[side, _MEASURES * _PROFILE_STRIPS + b] = 1.0
+        length = (x1 - x0) if side % 2 == 0 else (y1 - y0)
+        out[side, -4:] = (size, length, nucleus_area / 100.0, 1.0)
+    return out
+
+
+@dataclass(frozen=True)
+class Nucleus:
+    box: tuple[int, int, int, int]  # work px
+    area: float  # work px^2
+    mass: float
+
+
+def _nuclei(od: np.ndarray, params: Params) -> list[Nucleus]:
+    """The stained nuclei of a field (work scale), lobes joined, small ones dropped."""
     # hysteresis: a nucleus reaches nucleus_od somewhere; its paler parts join down to nucleus_low
     seeds = od > params.nucleus_od
     labels, n = ndimage.label(od > params.nucleus_od * params.nucleus_low)
     if n == 0 or not seeds.any():
-        return [], np.zeros(od.shape, bool)
+        return []
     idx = np.arange(1, n + 1)
     seeded = np.zeros(n + 1, bool)
     seeded[1:] = ndimage.maximum(seeds, labels, idx) > 0
@@ -217,31 +296,99 @@ def _white_cells(od: np.ndarray, factor: float, size: tuple[int, int], params: P
     gidx = np.arange(1, m + 1)
     g_area = ndimage.sum_labels(np.ones_like(od), groups, gidx)
     g_mass = ndimage.sum_labels(od, groups, gidx)
+    out = []
+    for k, sl in zip(gidx, _boxes_of(groups, m), strict=True):
+        if sl is not None and g_area[k - 1] >= params.nucleus_min_area:
+            ys, xs = sl
+            out.append(Nucleus((xs.start, ys.start, xs.stop, ys.stop), float(g_area[k - 1]), float(g_mass[k - 1])))
+    return out
+
+
+def find_nuclei(maps: StainMaps, *, params: Params = PARAMS) -> list[Nucleus]:
+    """The white cells' nuclei before any box is drawn (work px; the fitting command's input)."""
+    return _nuclei(maps.nucleus, params)
+
+
+def box_measures(maps: StainMaps) -> np.ndarray:
+    """(_MEASURES, h, w) float32 maps of a field that :func:`box_features` reads."""
+    rgb, background, nucleus = maps.rgb, maps.background, maps.nucleus
+    # optical density per 8-bit level and channel: a table lookup is far cheaper than a log per pixel
+    levels = np.arange(256, dtype=np.float32)[:, None] / np.asarray(background, np.float32)
+    table = -np.log(np.clip(levels, 1e-2, 1.0))
+    rgb = np.asarray(rgb, np.uint8)
+    green = table[rgb[..., 1], 1]
+    total = table[rgb[..., 0], 0] + green + table[rgb[..., 2], 2]
+    texture = ndimage.uniform_filter(np.abs(green - ndimage.uniform_filter(green, 3)), 3)
+    return np.stack([total, green, nucleus, texture, (total > 0.15).astype(np.float32)])
+
+
+def _cell_extent(nuclei: list[Nucleus], maps: StainMaps, params: Params) -> list[tuple[float, ...]]:
+    """Work px of cell beyond (left, top, right, bottom) of each nucleus box."""
+    if params.box_weights:
+        weights = np.asarray(params.box_weights, np.float32)
+        measures = box_measures(maps)
+        return [tuple(np.maximum(box_features(measures, n.box, n.area) @ weights, 0.0)) for n in nuclei]
+    grow = [params.grow_fraction * max(n.box[2] - n.box[0], n.box[3] - n.box[1]) for n in nuclei]
+    return [(g + params.grow_px * params.pixel_scale / maps.factor,) * 4 for g in grow]
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection of two boxes over the smaller one's area."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
+def _white_cells(maps: StainMaps, params: Params):
+    """(cells, work-scale mask of every cell box)."""
+    od, factor, (fw, fh) = maps.nucleus, maps.factor, maps.size
+    h, w = od.shape
+    nuclei = _nuclei(od, params)
+    # (cell box, nucleus box) in work px, mass, area
+    found = [
+        ([n.box[0] - e[0], n.box[1] - e[1], n.box[2] + e[2], n.box[3] + e[3]], list(n.box), n.mass, n.area)
+        for n, e in zip(nuclei, _cell_extent(nuclei, maps, params), strict=True)
+    ]
+    # nuclei of one cell that the lobe gap did not join (an eosinophil's two lobes with granules
+    # between them): their cell boxes mostly cover each other; separate cells barely overlap
+    merged = True
+    while merged and params.merge_overlap < 1.0:
+        merged = False
+        for i in range(len(found)):
+            for j in range(i + 1, len(found)):
+                a, b = found[i], found[j]
+                if _overlap(a[0], b[0]) > params.merge_overlap:
+                    found[i] = (
+                        [min(a[0][0], b[0][0]), min(a[0][1], b[0][1]), max(a[0][2], b[0][2]), max(a[0][3], b[0][3])],
+                        [min(a[1][0], b[1][0]), min(a[1][1], b[1][1]), max(a[1][2], b[1][2]), max(a[1][3], b[1][3])],
+                        a[2] + b[2],
+                        a[3] + b[3],
+                    )
+                    del found[j]
+                    merged = True
+                    break
+            if merged:
+                break
     cells = []
     cell_mask = np.zeros(od.shape, bool)
-    fw, fh = size
-    for k, sl in zip(gidx, _boxes_of(groups, m), strict=True):
-        if sl is None or g_area[k - 1] < params.nucleus_min_area:
-            continue
-        ys, xs = sl
-        nx0, ny0, nx1, ny1 = xs.start * factor, ys.start * factor, xs.stop * factor, ys.stop * factor
-        nuc = max(nx1 - nx0, ny1 - ny0)
-        grow = params.grow_fraction * nuc + params.grow_px * params.pixel_scale
-        bx0, by0, bx1, by1 = nx0 - grow, ny0 - grow, nx1 + grow, ny1 + grow
-        edge = params.edge_px * params.pixel_scale
+    edge = params.edge_px * params.pixel_scale
+    for cell_box, nuc_box, mass, area in found:
+        bx0, by0, bx1, by1 = (v * factor for v in cell_box)
+        nx0, ny0, nx1, ny1 = (v * factor for v in nuc_box)
         touches = (
             bx0 < -edge
             or by0 < -edge
             or bx1 > fw + edge
             or by1 > fh + edge
-            or ys.start == 0
-            or xs.start == 0
-            or ys.stop == h
-            or xs.stop == w
+            or nuc_box[0] == 0
+            or nuc_box[1] == 0
+            or nuc_box[2] == w
+            or nuc_box[3] == h
         )
         box = (max(0, round(bx0)), max(0, round(by0)), min(fw, round(bx1)), min(fh, round(by1)))
         nbox = (round(nx0), round(ny0), min(fw, round(nx1)), min(fh, round(ny1)))
-        cells.append(WhiteCell(box, float(g_mass[k - 1]), bool(touches), nbox, float(g_area[k - 1] * factor**2)))
+        cells.append(WhiteCell(box, mass, bool(touches), nbox, area * factor**2))
         cell_mask[
             int(by0 / factor) if by0 > 0 else 0 : max(0, int(np.ceil(by1 / factor))),
             int(bx0 / factor) if bx0 > 0 else 0 : max(0, int(np.ceil(bx1 / factor))),
@@ -298,14 +445,14 @@ def find_white_cells(maps: StainMaps, *, params: Params = PARAMS) -> tuple[White
     """Only the white cells of :func:`analyse_maps`."""
     if float(np.max(maps.background)) < DARK_SLIDE:
         return ()
-    return tuple(_white_cells(maps.nucleus, maps.factor, maps.size, params)[0])
+    return tuple(_white_cells(maps, params)[0])
 
 
 def analyse_maps(maps: StainMaps, *, params: Params = PARAMS, elapsed_from: float | None = None) -> FieldAnalysis:
     """Second half of :func:`detect_field` (the tuning command varies ``params`` on the same maps)."""
     if float(np.max(maps.background)) < DARK_SLIDE:  # no light through the slide: nothing to see
         return FieldAnalysis(maps.size[0], maps.size[1], (), 0, 0)
-    cells, cell_mask = _white_cells(maps.nucleus, maps.factor, maps.size, params)
+    cells, cell_mask = _white_cells(maps, params)
     return FieldAnalysis(
         width=maps.size[0],
         height=maps.size[1],

@@ -10,7 +10,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from classifier.detection import (
+    BOX_FEATURES,
+    BOX_WEIGHTS,
     FieldImageError,
+    Params,
     analyse_upload,
     crop_cell,
     detect_field,
@@ -54,6 +57,36 @@ def test_finds_every_annotated_white_cell_and_nothing_else(stem):
     assert len(found.white_cells) == len(truth)
     for box in truth:
         assert max(iou(c.box, box) for c in found.white_cells) >= 0.5
+
+
+def test_box_regressor_has_one_weight_per_feature():
+    assert len(BOX_WEIGHTS) == BOX_FEATURES
+
+
+def test_fitted_boxes_hold_the_whole_cell_better_than_a_fixed_growth():
+    # the annotated boxes hold the cytoplasm, whose extent the nucleus box does not tell
+    def mean_iou(params):
+        ious = []
+        for stem in (TWO_INSIDE, ONE_AT_EDGE):
+            cells = detect_field(_field(stem), params=params).white_cells
+            ious += [max(iou(c.box, box) for c in cells) for box in _annotation(stem).wbc]
+        return float(np.mean(ious))
+
+    fitted, fixed = mean_iou(Params()), mean_iou(Params(box_weights=()))
+    assert fitted >= 0.75 and fitted > fixed
+
+
+def test_nuclei_whose_cell_boxes_mostly_overlap_are_one_cell():
+    # two lobes of one cell further apart than the lobe gap (an eosinophil's, granules between)
+    img = Image.new("RGB", (640, 480), (208, 210, 206))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((220, 140, 460, 380), fill=(200, 150, 150))
+    for x in (240, 370):
+        draw.ellipse((x, 200, x + 80, 320), fill=(95, 80, 170))
+    grown = {"box_weights": (), "grow_fraction": 1.0}
+    assert len(detect_field(img, params=Params(**grown, merge_overlap=1.0)).white_cells) == 2
+    (cell,) = detect_field(img, params=Params(**grown)).white_cells
+    assert cell.nucleus_box == (240, 200, 450, 320)
 
 
 def test_cell_cut_by_the_edge_is_flagged_and_inner_cells_are_not():
