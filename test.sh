@@ -11,4 +11,10 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q -r requirements-dev.txt -r requirements-torch.txt
 .venv/bin/ruff check .
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
-.venv/bin/python -m pytest "$@"
+# The fast lane (-m "not slow") runs in two processes (pytest-xdist) unless -n is given; the whole
+# suite runs in one, since its worker and browser tests start processes of their own.
+args=("$@")
+if [[ " $* " == *"not slow"* && " $* " != *" -n "* ]]; then
+    args=(-n 2 "${args[@]}")
+fi
+.venv/bin/python -m pytest "${args[@]}"

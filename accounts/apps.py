@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -7,15 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Users and roles"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from cases import audit
-
-        from . import signals  # noqa: F401  (audit of sign-in / sign-out)
-        from .models import User
-
-        audit.register(User)
-        audit.register_m2m(User.groups.through, field="groups")
+        from . import signals  # noqa: F401  (roles stay separated)
         from .roles import ensure_role_groups
 
         # After every app: permissions of later apps exist only once their own migrate ran.

@@ -16,6 +16,9 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+# Who reads clinical records (patients, samples, images, signed reports): every role.
+CLINICAL_STAFF: tuple[Role, ...] = (Role.TECHNICIAN, Role.DOCTOR, Role.ADMIN)
+
 ROLE_PERMISSIONS: dict[Role, list[str]] = {
     Role.TECHNICIAN: [
         "cases.add_patient",
@@ -38,13 +41,15 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "cases.view_patient",
         "cases.view_sample",
         "cases.view_cellimage",
-        "cases.view_auditevent",
+        "audit.view_auditevent",
         "accounts.add_user",
         "accounts.change_user",
         "accounts.view_user",
         "auth.view_group",
         "classifier.view_modelversion",
         "classifier.change_modelversion",
+        "review.view_referencerange",
+        "review.change_referencerange",
     ],
 }
 

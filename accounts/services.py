@@ -21,10 +21,10 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cases.audit import audit_context, record_event
-
+from .context import acting
 from .roles import SEPARATION_OF_DUTIES, Role, has_role, roles_conflict
 from .selectors import login_locked
+from .signals import two_factor_enrolled
 
 RECOVERY_CODE_COUNT = 10
 
@@ -95,7 +95,7 @@ def two_factor_enrolment_confirm(*, user, token: str) -> tuple[TOTPDevice, list[
         device.confirmed = True
         device.save(update_fields=["confirmed"])
         codes = two_factor_recovery_codes_reset(user=user)
-        record_event(action="two_factor_enrolled", actor=user, obj=user)
+        two_factor_enrolled.send(sender=type(user), user=user)  # audited (audit.receivers)
     return device, codes
 
 
@@ -175,7 +175,7 @@ def user_roles_check(*, actor, user, roles) -> None:
 def user_roles_set(*, actor, user, roles):
     """Give ``user`` exactly ``roles`` (audited), after :func:`user_roles_check`."""
     user_roles_check(actor=actor, user=user, roles=roles)
-    with transaction.atomic(), audit_context(actor=actor):
+    with transaction.atomic(), acting(actor=actor):
         user.groups.set(Group.objects.filter(name__in={str(r) for r in roles}))
     user._hv_roles = None  # accounts.roles.user_roles reads them again
     return user

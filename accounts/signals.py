@@ -1,36 +1,14 @@
-"""Sign-in, sign-out and failed sign-in go to the audit trail; roles stay separated however they are assigned."""
+"""Roles stay separated however they are assigned; the signals other apps hear from accounts."""
 from django.contrib.auth.models import Group
-from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.core.exceptions import ValidationError
 from django.db.models.signals import m2m_changed, pre_save
-from django.dispatch import receiver
-
-from cases.audit import AuditAction, client_ip, record_event
+from django.dispatch import Signal, receiver
 
 from .models import User
 from .roles import SEPARATION_OF_DUTIES, roles_conflict
 
-
-@receiver(user_logged_in)
-def _logged_in(sender, request, user, **kwargs):
-    record_event(action=AuditAction.LOGIN, actor=user, obj=user, ip=client_ip(request))
-
-
-@receiver(user_logged_out)
-def _logged_out(sender, request, user, **kwargs):
-    if user is not None:
-        record_event(action=AuditAction.LOGOUT, actor=user, obj=user, ip=client_ip(request))
-
-
-@receiver(user_login_failed)
-def _login_failed(sender, credentials, request=None, **kwargs):
-    record_event(
-        action=AuditAction.LOGIN_FAILED,
-        actor=None,
-        object_type="accounts.user",
-        object_repr=str(credentials.get("username", ""))[:150],
-        ip=client_ip(request) if request is not None else None,
-    )
+# Sent with ``user`` when a user confirms an authenticator app (the audit app records it).
+two_factor_enrolled = Signal()
 
 
 # Separation of duties, for every way a role is given (admin forms, services, shell, group pages):

@@ -1,10 +1,10 @@
 """API error responses: service exceptions mapped to 4xx, never a stack trace to the user.
 
-``NotAllowed`` → 403, ``InvalidTransition`` → 409, ``ValueError`` / Django ``ValidationError``
-→ 400, a database integrity conflict → 409; any other exception is logged and answered with
-a JSON 500 without details. Every error response rolls the request's transaction back.
-The doctor-review views answer ``NotAllowed`` from the review services with ``Conflict`` (409):
-their permission classes already checked the role, so the refusal is about the sample's state.
+``NotAllowed`` → 403, ``InvalidState`` → 409 (``InvalidTransition`` with the two statuses),
+``ValueError`` / Django ``ValidationError`` → 400 (keyed by field), a database integrity conflict
+→ 409; any other exception is logged and answered with a JSON 500 without details. Every error
+response rolls the request's transaction back. The pages map the same errors in
+``cases.middleware.ServiceErrorMiddleware``.
 """
 from __future__ import annotations
 
@@ -16,25 +16,13 @@ from django.db import IntegrityError
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import status
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from cases.services import InvalidTransition, NotAllowed
+from cases.errors import InvalidState, InvalidTransition, NotAllowed
 
 logger = logging.getLogger("api")
 
-
-class Conflict(APIException):
-    """409: the record's state does not allow the change (e.g. a signed sample is locked).
-
-    Review views raise it for ``NotAllowed`` from the review services: the role was already
-    checked by the permission classes, so what remains is the sample's state.
-    """
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The record's current state does not allow this change."
-    default_code = "conflict"
 
 SERVER_ERROR_DETAIL = "Internal server error. The error was logged; please try again or contact support."
 
@@ -54,6 +42,8 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, InvalidTransition):
         body = {"detail": str(exc), "from_status": exc.from_status, "to_status": exc.to_status}
         code = status.HTTP_409_CONFLICT
+    elif isinstance(exc, InvalidState):
+        body, code = {"detail": str(exc)}, status.HTTP_409_CONFLICT
     elif isinstance(exc, DjangoValidationError):
         body, code = _django_validation_messages(exc), status.HTTP_400_BAD_REQUEST
     elif isinstance(exc, ValueError):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
-from django.db.models import Q
 
-from cases.models import AuditEvent, Priority, Sample, SampleStatus
+from audit.models import AuditEvent
+from cases import selectors
+from cases.models import Priority, Sample, SampleStatus
 
 MAX_ID = 2**63 - 1  # largest primary key any supported database stores
 
@@ -23,16 +24,12 @@ class IdFilter(django_filters.NumberFilter):
 
 class PatientFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
-        method="filter_search", max_length=100, label="MRN, family or given name contains"
+        method="filter_search", max_length=100,
+        label="Every word in the MRN, family or given name, any order (\"Adaeze Okafor\", \"okafor ada\")",
     )
 
     def filter_search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(mrn__icontains=value) | Q(family_name__icontains=value) | Q(given_name__icontains=value)
-        )
+        return selectors.patients_matching(patients=queryset, query=value)
 
 
 class SampleFilter(django_filters.FilterSet):
@@ -40,6 +37,9 @@ class SampleFilter(django_filters.FilterSet):
     priority = django_filters.ChoiceFilter(choices=Priority.choices)
     patient = IdFilter(field_name="patient_id")
     accession_number = django_filters.CharFilter(lookup_expr="icontains", max_length=32)
+    search = django_filters.CharFilter(
+        method="filter_search", max_length=64, label="Accession or external (barcode) number contains"
+    )
     received = django_filters.DateFromToRangeFilter(
         field_name="received_at", label="Received on or after / before (received_after, received_before)"
     )
@@ -47,7 +47,10 @@ class SampleFilter(django_filters.FilterSet):
 
     class Meta:
         model = Sample
-        fields = ["status", "priority", "patient", "accession_number", "received", "collected"]
+        fields = ["status", "priority", "patient", "accession_number", "search", "received", "collected"]
+
+    def filter_search(self, queryset, name, value):
+        return selectors.samples_matching(samples=queryset, query=value)
 
 
 class AuditEventFilter(django_filters.FilterSet):

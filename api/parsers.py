@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from cases.json_body import TOO_DEEP
+TOO_DEEP = "The JSON body is nested too deeply."
 
 
 class JSONParser(parsers.JSONParser):

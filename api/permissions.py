@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.roles import Role, has_role
+from accounts.roles import CLINICAL_STAFF, Role, has_role
 
 
 class RolePermission(BasePermission):
@@ -34,7 +34,7 @@ class IsAdmin(RolePermission):
 class IsClinicalStaff(RolePermission):
     """Any of the three roles: what every clinical read needs."""
 
-    roles = (Role.TECHNICIAN, Role.DOCTOR, Role.ADMIN)
+    roles = CLINICAL_STAFF
 
 
 class ReadOnly(BasePermission):

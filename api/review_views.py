@@ -1,36 +1,34 @@
 """REST API of the doctor's work: worklist, review, sign-off, amendments, reports, agreement.
 
-Like ``api.views``: authenticate, check the role, parse input, then call ``cases.reviews``
-(writes), ``cases.review_selectors`` (reads) or ``cases.reports``. The roles mirror the pages
-of ``cases.review_views``: doctors review, sign and amend; clinical staff read signed reports;
-doctors and admins read the agreement statistics.
+Like ``api.views``: authenticate, check the role, parse input, then call ``review.services``
+(writes), ``review.selectors`` (reads) or ``review.reports``. The roles mirror the pages of
+``review.views``: doctors review, sign and amend; clinical staff read signed reports; doctors and
+admins read the agreement statistics. The review page's keyboard review calls these endpoints.
 
-Status codes: ``NotAllowed`` from a review service is a 409 here (``api.exceptions.Conflict``):
-the permission classes already let only doctors in, so what is refused is the sample's state
-(signed and locked, not reviewable, image not classified). Sign-off answers 409 with
-``sign_off_blockers`` when the sample cannot be signed yet (whatever the password), else 400 when
-the password is wrong or locked out.
+Status codes come from ``api.exceptions``: ``InvalidState`` (the sample is signed and locked, not
+reviewable, an image not classified) is a 409. Sign-off answers 409 with ``sign_off_blockers`` when
+the sample cannot be signed yet (whatever the password), else 400 when the password is wrong or
+locked out.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.lockout import request_ip
-from cases import downloads, reviews, selectors
-from cases import review_selectors as rs
-from cases.models import CellImage, Sample, Signature
-from cases.services import NotAllowed
+from cases import selectors
+from cases.models import CellImage, Sample
+from review import selectors as rs
+from review import services as reviews
+from review.reports import fhir_response, report_pdf_response
 
 from . import serializers as s
-from .exceptions import Conflict
 from .permissions import IsAdmin, IsClinicalStaff, IsDoctor
 from .throttling import HVScopedRateThrottle
 from .views import ERRORS, INVALID_INPUT, LIST_ERRORS, NOT_FOUND, UNSUPPORTED, APIBase
@@ -60,44 +58,20 @@ def _sample_or_404(pk: int) -> Sample:
     return get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
 
 
-def _cell(row: rs.CellRow, request) -> dict:
-    prediction, review, image = row.prediction, row.review, row.image
-    heatmap_url = None
-    if prediction is not None and prediction.heatmap:
-        heatmap_url = request.build_absolute_uri(reverse("api:prediction-heatmap", args=[prediction.pk]))
-    return {
-        "image_id": image.pk,
-        "original_filename": image.original_filename,
-        "file_url": request.build_absolute_uri(reverse("api:image-file", args=[image.pk])),
-        "group": row.group,
-        "ai_class": row.ai_class,
-        "probabilities": prediction.probabilities if prediction else None,
-        "confidence": prediction.confidence if prediction else None,
-        "unidentified": bool(prediction and prediction.unidentified),
-        "cell_found": prediction.cell_found if prediction else None,
-        "model_version": prediction.model_version.name if prediction else None,
-        "heatmap_url": heatmap_url,
-        "final_class": row.final_class,
-        "comment": review.comment if review else "",
-        "reviewed_by": review.reviewed_by.get_printed_name() if review else None,
-        "reviewed_at": review.reviewed_at if review else None,
-    }
-
-
 def _state(sample: Sample, request, rows: list[rs.CellRow] | None = None) -> dict:
-    """The differential and the sign-off blockers after a change (what the review page refreshes)."""
+    """The differential, the sign-off blockers and the hash of the result as it would be signed now
+    (what the review page refreshes after a change, and sends back with the signature)."""
     rows = rs.review_cells(sample=sample) if rows is None else rows
+    snapshot = rs.result_snapshot(sample=sample, rows=rows)
+    counted = snapshot["differential"]["final_total"]
     return {
-        "differential": rs.differential(rows=rows, wbc_count=sample.wbc_count).as_dict(),
+        "differential": snapshot["differential"],
         "sign_off_blockers": reviews.sign_off_blockers(sample=sample, actor=request.user),
+        "result_sha256": rs.result_sha256(snapshot),
+        "minimum_count": {"required": settings.HV_MIN_CELLS_FOR_SIGNOFF, "counted": counted,
+                          "shortfall": reviews.minimum_count_shortfall(
+                              counted=counted, unreviewed=snapshot["differential"]["unreviewed"])},
     }
-
-
-def _signature_or_404(sample: Sample, version: int | None) -> Signature:
-    signature = rs.signature(sample=sample, version=version)
-    if signature is None:
-        raise NotFound("This sample has no signed result." if version is None else f"No signed version {version}.")
-    return signature
 
 
 # Worklist -------------------------------------------------------------------
@@ -143,11 +117,12 @@ class SampleReviewView(APIBase, APIView):
         body = {
             "sample": sample,
             "can_edit": sample.status in rs.REVIEWABLE_STATUSES,
+            "sample_comment": sample.review_comment,
             "groups": [
                 {"key": g.key, "label": g.label, "unreviewed": g.unreviewed, "image_ids": [c.image.pk for c in g.cells]}
                 for g in groups
             ],
-            "cells": [_cell(row, request) for g in groups for row in g.cells],
+            "cells": [row for g in groups for row in g.cells],
             **_state(sample, request, rows),
         }
         return Response(s.ReviewSerializer(body, context={"request": request}).data)
@@ -157,9 +132,10 @@ class SampleReviewView(APIBase, APIView):
     tags=["review"],
     summary="Confirm or reclassify one cell (doctor; audited)",
     description=(
-        "`final_class` is one of the four classes or `EXCLUDED` (not counted). A `comment` replaces the cell's "
-        "comment; omitted, it is kept. Answers the cell and the new differential. 409 when the sample is not "
-        "awaiting review / reopened, or the image is not classified."
+        "`final_class` is one of the classes or `EXCLUDED` (not counted). A `comment` replaces the cell's "
+        "comment; omitted, it is kept. A `comment` without `final_class` changes only the comment of a reviewed "
+        "cell (400 on `comment` for an unreviewed one). Answers the cell, the new differential and the result's "
+        "hash. 409 when the sample is not awaiting review / reopened, or the image is not classified."
     ),
     request=s.CellReviewRequestSerializer,
     responses={200: s.CellReviewResultSerializer, **INVALID_INPUT, **ERRORS, **NOT_FOUND, **CONFLICT},
@@ -172,17 +148,17 @@ class CellReviewView(APIBase, APIView):
         image = get_object_or_404(CellImage, pk=image_pk, sample=sample)  # the image must belong to the sample
         data = s.CellReviewRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        if "final_class" in data.validated_data:
             reviews.cell_review(
                 actor=request.user, image=image, final_class=data.validated_data["final_class"],
                 comment=data.validated_data.get("comment"),
             )
-        except NotAllowed as exc:
-            raise Conflict(str(exc)) from None
+        else:  # a comment alone: the cell's class and review status stay
+            reviews.cell_comment_set(actor=request.user, image=image, comment=data.validated_data["comment"])
         rows = rs.review_cells(sample=sample)
         row = next(r for r in rows if r.image.pk == image.pk)
-        body = {"cell": _cell(row, request), **_state(sample, request, rows)}
-        return Response(s.CellReviewResultSerializer(body).data)
+        body = {"cell": row, **_state(sample, request, rows)}
+        return Response(s.CellReviewResultSerializer(body, context={"request": request}).data)
 
 
 @extend_schema(
@@ -199,10 +175,7 @@ class GroupConfirmView(APIBase, APIView):
         sample = _sample_or_404(pk)
         data = s.GroupConfirmRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            count = reviews.group_confirm(actor=request.user, sample=sample, ai_class=data.validated_data["ai_class"])
-        except NotAllowed as exc:
-            raise Conflict(str(exc)) from None
+        count = reviews.group_confirm(actor=request.user, sample=sample, ai_class=data.validated_data["ai_class"])
         return Response(s.GroupConfirmResultSerializer({"confirmed": count, **_state(sample, request)}).data)
 
 
@@ -219,12 +192,7 @@ class SampleCommentView(APIBase, APIView):
         sample = _sample_or_404(pk)
         data = s.SampleCommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            sample = reviews.sample_comment_set(
-                actor=request.user, sample=sample, comment=data.validated_data["comment"]
-            )
-        except NotAllowed as exc:
-            raise Conflict(str(exc)) from None
+        sample = reviews.sample_comment_set(actor=request.user, sample=sample, comment=data.validated_data["comment"])
         return Response({"comment": sample.review_comment})
 
 
@@ -238,8 +206,11 @@ class SampleCommentView(APIBase, APIView):
         "Re-authenticates with the password and records the printed name, time, meaning and a snapshot of "
         "the signed result (sha256); the sample is then locked. **409** with `sign_off_blockers` while cells are "
         "unreviewed or unidentified, the caller uploaded images of the sample (four-eyes) or the sample is not "
-        "awaiting review; checked first, so this answer does not depend on the password. **400** when the "
-        "password is wrong or password entry is locked out (one answer for both; audited as `signature_failed`, "
+        "awaiting review; checked first, so this answer does not depend on the password. **409** too when "
+        "`result_sha256` is given and the result changed since (reload and check it). **400** on "
+        "`count_override_reason` when fewer cells than the lab's minimum were counted and no reason is given. "
+        "**400** when the password is wrong or password entry is locked out (one answer for both; audited as "
+        "`signature_failed`, "
         "counted as a failed sign-in of the doctor's username). Rate limited per user (scope `api-sign`)."
     ),
     request=s.SignRequestSerializer,
@@ -266,14 +237,14 @@ class SampleSignView(APIBase, APIView):
         try:
             signature = reviews.sample_sign(
                 actor=request.user, sample=sample, password=password, meaning=data.validated_data["meaning"],
-                ip_address=request_ip(request._request),
+                ip_address=request_ip(request._request), result_sha256=data.validated_data.get("result_sha256"),
+                count_override_reason=data.validated_data.get("count_override_reason", ""),
             )
-        except reviews.SignOffBlocked as exc:
+        except reviews.WrongPassword as exc:
             # Answered here rather than raised: the exception handler would roll the request back, and the
-            # failed attempt's audit event (``signature_failed``) must stay. A wrong password is a 400 on
-            # the field; otherwise the sample is blocked (409).
-            if isinstance(exc, reviews.WrongPassword):
-                return Response({"detail": str(exc), "password": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            # failed attempt's audit event (``signature_failed``) must stay. A 400 on the field.
+            return Response({"detail": str(exc), "password": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        except reviews.SignOffBlocked as exc:
             blockers = reviews.sign_off_blockers(sample=sample, actor=request.user)
             body = {"detail": str(exc), "sign_off_blockers": blockers}
             return Response(body, status=status.HTTP_409_CONFLICT)
@@ -295,10 +266,7 @@ class SampleAmendView(APIBase, APIView):
         sample = _sample_or_404(pk)
         data = s.AmendRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            amendment = reviews.sample_amend(actor=request.user, sample=sample, reason=data.validated_data["reason"])
-        except NotAllowed as exc:
-            raise Conflict(str(exc)) from None
+        amendment = reviews.sample_amend(actor=request.user, sample=sample, reason=data.validated_data["reason"])
         return Response(s.AmendmentSerializer(amendment).data, status=status.HTTP_201_CREATED)
 
 
@@ -333,8 +301,8 @@ class SampleReportPdfView(APIBase, APIView):
         sample = _sample_or_404(pk)
         query = s.ReportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        signature = _signature_or_404(sample, query.validated_data.get("version"))
-        return downloads.report_pdf_response(actor=request.user, sample=sample, signature=signature)
+        signature = rs.signature_or_404(sample=sample, version=query.validated_data.get("version"))
+        return report_pdf_response(actor=request.user, sample=sample, signature=signature)
 
 
 @extend_schema(
@@ -348,8 +316,8 @@ class SampleFhirView(APIBase, APIView):
 
     def get(self, request, pk: int):
         sample = _sample_or_404(pk)
-        signature = _signature_or_404(sample, None)
-        return downloads.fhir_response(actor=request.user, sample=sample, signature=signature)
+        signature = rs.signature_or_404(sample=sample, version=None)
+        return fhir_response(actor=request.user, sample=sample, signature=signature)
 
 
 # Agreement ------------------------------------------------------------------
@@ -367,7 +335,7 @@ class AgreementView(APIBase, APIView):
     def get(self, request):
         tables = [
             {"model_version": t.model_version, "matrix": t.matrix, "per_class": t.per_class, "total": t.total,
-             "agreed": t.agreed, "overall": t.overall}
+             "agreed": t.agreed, "overall": t.overall, "served": t.served}
             for t in rs.agreement_by_model_version()
         ]
         return Response(s.AgreementSerializer(tables, many=True).data)

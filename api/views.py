@@ -1,7 +1,7 @@
 """REST API views: authenticate, check the role, parse input, call a service or selector.
 
-Every write goes through ``cases.services`` / ``classifier.services``; errors they raise are
-mapped to HTTP statuses by ``api.exceptions.api_exception_handler``.
+Every write goes through the services of ``accounts``, ``cases``, ``classifier`` and ``review``;
+errors they raise are mapped to HTTP statuses once, by ``api.exceptions.api_exception_handler``.
 """
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import json
 
 from axes.helpers import get_cool_off
 from django.contrib.auth import authenticate, user_logged_in, user_logged_out
-from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -27,9 +25,11 @@ from rest_framework.views import APIView
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
+from audit.selectors import audit_events
 from cases import downloads, selectors, services
-from cases.models import CellImage, Sample
-from classifier import services as classifier_services
+from cases.models import CellImage, Sample, UploadKind
+from classifier import selectors as classifier_selectors
+from classifier.downloads import heatmap_response
 from classifier.models import ModelVersion, Prediction
 
 from . import serializers as s
@@ -37,7 +37,7 @@ from .authentication import token_expires_at
 from .exceptions import api_exception_handler
 from .filters import AuditEventFilter, PatientFilter, SampleFilter
 from .parsers import JSONParser
-from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff
+from .permissions import TECHNICIAN_WRITES, IsAdmin, IsClinicalStaff, IsDoctor, IsTechnician
 from .services import api_token_issue, api_tokens_revoke
 from .throttling import HVScopedRateThrottle
 
@@ -87,16 +87,6 @@ class BinaryRenderer(BaseRenderer):
         if data is None:
             return b""
         return json.dumps(data).encode()
-
-
-def _images_with_latest_prediction(queryset):
-    return queryset.select_related("uploaded_by").prefetch_related(
-        Prefetch(
-            "predictions",
-            queryset=Prediction.objects.select_related("model_version").order_by("-created_at", "-pk"),
-            to_attr="latest_predictions",
-        )
-    )
 
 
 # Auth -----------------------------------------------------------------------
@@ -259,13 +249,53 @@ class SampleListCreateView(APIBase, generics.ListAPIView):
         return Response(s.SampleSerializer(sample, context=self.get_serializer_context()).data, status=201)
 
 
-@extend_schema(tags=["samples"], summary="One sample", responses={200: s.SampleSerializer, **ERRORS, **NOT_FOUND})
+CONFLICT = {409: OpenApiResponse(s.ErrorSerializer, description="The sample's status does not allow this")}
+
+
+@extend_schema(tags=["samples"])
 class SampleDetailView(APIBase, generics.RetrieveAPIView):
-    permission_classes = [IsClinicalStaff]
+    permission_classes = [TECHNICIAN_WRITES]
     serializer_class = s.SampleSerializer
 
     def get_queryset(self):
         return selectors.sample_list()
+
+    @extend_schema(summary="One sample", responses={200: s.SampleSerializer, **ERRORS, **NOT_FOUND})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Correct a sample's details (technician, until it is signed; audited with the reason)",
+        request=s.SampleUpdateSerializer,
+        responses={200: s.SampleSerializer, **INVALID_INPUT, **ERRORS, **NOT_FOUND, **CONFLICT},
+    )
+    def patch(self, request, pk: int):
+        sample = get_object_or_404(Sample, pk=pk)
+        data = s.SampleUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        reason = changes.pop("reason", "")
+        services.sample_update(actor=request.user, sample=sample, reason=reason, **changes)
+        sample = self.get_queryset().get(pk=pk)
+        return Response(s.SampleSerializer(sample, context=self.get_serializer_context()).data)
+
+
+@extend_schema(
+    tags=["samples"],
+    summary="Cancel a sample, with a reason (technician or doctor; not once signed)",
+    request=s.SampleCancelSerializer,
+    responses={200: s.SampleSerializer, **INVALID_INPUT, **ERRORS, **NOT_FOUND, **CONFLICT},
+)
+class SampleCancelView(APIBase, APIView):
+    permission_classes = [IsTechnician | IsDoctor]
+
+    def post(self, request, pk: int):
+        sample = get_object_or_404(Sample, pk=pk)
+        data = s.SampleCancelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.sample_cancel(actor=request.user, sample=sample, reason=data.validated_data["reason"])
+        sample = selectors.sample_list().get(pk=pk)
+        return Response(s.SampleSerializer(sample, context={"request": request}).data)
 
 
 # Images ---------------------------------------------------------------------
@@ -286,7 +316,7 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         return get_object_or_404(Sample, pk=self.kwargs["pk"])
 
     def get_queryset(self):
-        return _images_with_latest_prediction(selectors.sample_images(sample=self.get_sample()))
+        return classifier_selectors.images_with_latest_prediction(selectors.sample_images(sample=self.get_sample()))
 
     @extend_schema(
         summary="Images of a sample with their latest prediction",
@@ -296,11 +326,15 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Upload cell images (technician; multipart, field `images`, many files)",
+        summary="Upload cell images or whole fields (technician; multipart, field `images`, many files)",
         description=(
             "Each file is decoded (its name and MIME type are ignored) and accepted or rejected on its own. "
             "201 when at least one file was accepted, 400 when none was; every rejection names the file "
-            "and the reason. Accepted images are queued for classification. Rate limited (scope `api-upload`). "
+            "and the reason. `kind` says what the files are: `cell`, `field`, or `auto` (the default) to decide "
+            "each from its image; `decisions` says for each accepted file what it was taken for and why. "
+            "Single-cell images (`accepted`) are queued for classification; whole fields (`fields`) for "
+            "white-cell detection, after which each cell found is classified (`GET /fields/<id>/`). "
+            "Rate limited (scope `api-upload`). "
             "A request over `HV_MAX_UPLOAD_REQUEST_BYTES` (all files together) is refused with 413 before it is read."
         ),
         request={"multipart/form-data": s.ImageUploadSerializer},
@@ -320,13 +354,18 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         if not files:
             detail = "Choose at least one image file (multipart field 'images')."
             return Response({"detail": detail, "accepted": [], "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
-        result = services.images_upload(actor=request.user, sample=sample, files=((f.name, f) for f in files))
+        kind = request.data.get("kind") or UploadKind.AUTO
+        result = services.images_upload(
+            actor=request.user, sample=sample, files=((f.name, f) for f in files), kind=kind
+        )
         context = self.get_serializer_context()
         body = {
             "accepted": s.CellImageSerializer(result.accepted, many=True, context=context).data,
+            "fields": s.FieldSummarySerializer(result.fields, many=True, context=context).data,
+            "decisions": s.UploadDecisionSerializer(result.decisions, many=True).data,
             "rejected": [{"file": r.filename, "reason": r.reason} for r in result.rejected],
         }
-        if not result.accepted:
+        if not result.accepted and not result.fields:
             body = {"detail": "No image was accepted.", **body}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -342,10 +381,7 @@ class ImageFileView(APIBase, APIView):
     renderer_classes = [JSONRenderer, BinaryRenderer]
 
     def get(self, request, pk: int):
-        image = get_object_or_404(CellImage, pk=pk)
-        if not image.file:
-            raise NotFound("The image has no file.")
-        return downloads.image_file_response(actor=request.user, image=image)
+        return downloads.image_file_response(actor=request.user, image=get_object_or_404(CellImage, pk=pk))
 
 
 @extend_schema(
@@ -358,10 +394,7 @@ class PredictionHeatmapView(APIBase, APIView):
     renderer_classes = [JSONRenderer, BinaryRenderer]
 
     def get(self, request, pk: int):
-        prediction = get_object_or_404(Prediction, pk=pk)
-        if not prediction.heatmap:
-            raise NotFound("This prediction has no heatmap.")
-        return downloads.heatmap_response(actor=request.user, prediction=prediction)
+        return heatmap_response(actor=request.user, prediction=get_object_or_404(Prediction, pk=pk))
 
 
 # Model versions -------------------------------------------------------------
@@ -379,25 +412,6 @@ class ModelVersionListView(APIBase, generics.ListAPIView):
     filter_backends = []
 
 
-@extend_schema(
-    tags=["model versions"],
-    summary="Activate a model version (admin; audited)",
-    request=s.ModelVersionActivateSerializer,
-    responses={200: s.ModelVersionSerializer, **INVALID_INPUT, **ERRORS, **NOT_FOUND},
-)
-class ModelVersionActivateView(APIBase, APIView):
-    permission_classes = [IsAdmin]
-
-    def post(self, request, pk: int):
-        version = get_object_or_404(ModelVersion, pk=pk)
-        data = s.ModelVersionActivateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        version = classifier_services.model_version_activate(
-            version=version, actor=request.user, reason=data.validated_data["reason"]
-        )
-        return Response(s.ModelVersionSerializer(version).data)
-
-
 # Audit ----------------------------------------------------------------------
 
 
@@ -412,7 +426,7 @@ class AuditEventListView(APIBase, generics.ListAPIView):
     filterset_class = AuditEventFilter
 
     def get_queryset(self):
-        return selectors.audit_events()
+        return audit_events()
 
 
 

@@ -1,28 +1,23 @@
 """Downloads of patient data (cell images, heatmaps, PDF reports, FHIR exports): the one way out.
 
-The pages and the API answer every download through ``patient_data_response``, so that both give
+The pages and the API answer every download through ``patient_data_response`` (images here,
+heatmaps in ``classifier.downloads``, reports in ``review.reports``), so that both give
 the same answer: the content type is what the server decoded or generated (never guessed from a
 user's file name), the file name is generated, nothing is cached, the browser may neither sniff
 nor run the content, a file missing from storage is a 404, and each download is audited.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils.http import content_disposition_header
 
-from .audit import AuditAction, record_event
-from .reports import fhir_diagnostic_report, render_pdf
+from audit.services import AuditAction, record_event
+
+from . import labels
+from .models import CellImage, Field, Sample
 from .validation import FORMAT_EXTENSIONS, FORMAT_MEDIA_TYPES
-
-if TYPE_CHECKING:
-    from classifier.models import Prediction
-
-    from .models import CellImage, Sample, Signature
 
 # Even if a browser rendered a downloaded file as a document, it would run nothing and load nothing
 # (stricter than the site's policy, which the CSP middleware leaves alone when this one is set).
@@ -76,29 +71,28 @@ def image_file_response(*, actor, image: CellImage) -> HttpResponse | FileRespon
     )
 
 
-def heatmap_response(*, actor, prediction: Prediction) -> HttpResponse | FileResponse:
-    """A prediction's Grad-CAM heatmap (a PNG the server drew)."""
+def field_file_response(*, actor, field: Field) -> HttpResponse | FileResponse:
+    """The uploaded whole field, typed by the format it decoded as at upload."""
+    content_type = FORMAT_MEDIA_TYPES.get(field.image_format)
+    extension = FORMAT_EXTENSIONS.get(field.image_format, ".bin")
     return patient_data_response(
-        actor=actor, subject=prediction, what=f"heatmap of image {prediction.image_id}",
-        fieldfile=prediction.heatmap, content_type="image/png", filename=f"heatmap-{prediction.image_id}.png",
-        as_attachment=False,
+        actor=actor, subject=field, what="field image", fieldfile=field.file,
+        content_type=content_type or "application/octet-stream", filename=f"field-{field.pk}{extension}",
+        as_attachment=content_type is None,
     )
 
 
-def report_pdf_response(*, actor, sample: Sample, signature: Signature) -> HttpResponse:
-    """The PDF report of ``signature`` (a signed version of ``sample``)."""
+def sample_barcode_response(*, actor, sample: Sample) -> HttpResponse:
+    """The accession number of ``sample`` as a Code 128 PNG, shown inline (to print or paste)."""
     return patient_data_response(
-        actor=actor, subject=sample, what=f"PDF report v{signature.version}",
-        content=render_pdf(sample=sample, signature=signature), content_type="application/pdf",
-        filename=f"{sample.accession_number}-v{signature.version}.pdf", as_attachment=True,
+        actor=actor, subject=sample, what="barcode", content=labels.barcode_png(sample.accession_number),
+        content_type="image/png", filename=f"{sample.accession_number}-barcode.png", as_attachment=False,
     )
 
 
-def fhir_response(*, actor, sample: Sample, signature: Signature) -> HttpResponse:
-    """The FHIR R4 Bundle of ``signature`` (a signed version of ``sample``)."""
-    bundle = fhir_diagnostic_report(sample=sample, signature=signature)
+def sample_label_response(*, actor, sample: Sample) -> HttpResponse:
+    """The printable 62 × 29 mm PDF label of ``sample`` (patient, barcode, collection time)."""
     return patient_data_response(
-        actor=actor, subject=sample, what=f"FHIR export v{signature.version}",
-        content=DjangoJSONEncoder().encode(bundle).encode(), content_type="application/fhir+json",
-        filename=f"{sample.accession_number}-v{signature.version}.fhir.json", as_attachment=True,
+        actor=actor, subject=sample, what="label", content=labels.sample_label_pdf(sample),
+        content_type="application/pdf", filename=f"{sample.accession_number}-label.pdf", as_attachment=False,
     )

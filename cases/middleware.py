@@ -1,26 +1,10 @@
-from django.http import JsonResponse
+from django.conf import settings
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from .audit import _actor, _ip, client_ip
+from .errors import InvalidState, NotAllowed
 from .validation import UploadTooLarge, upload_request_check
-
-
-class AuditContextMiddleware:
-    """Make the signed-in user and client IP available to the audit trail."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        ip_token = _ip.set(client_ip(request))
-        user = getattr(request, "user", None)
-        actor_token = _actor.set(user if user is not None and user.is_authenticated else None)
-        try:
-            return self.get_response(request)
-        finally:
-            _actor.reset(actor_token)
-            _ip.reset(ip_token)
 
 
 class UploadRequestLimitMiddleware:
@@ -59,3 +43,43 @@ def _discard_body(request) -> None:
             pass
     except OSError:
         pass  # the client went away
+
+
+class ServiceErrorMiddleware:
+    """The pages' side of ``cases.errors``: a refusal no view answered itself becomes the page for
+    its status (``NotAllowed`` 403, ``InvalidState`` 409), never a 500. The API maps the same
+    errors in ``api.exceptions``; views that show a refusal next to their form catch it first."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            settings.DEBUG
+            and response.status_code == 404
+            and not request.path.startswith("/api/")
+            and not getattr(response, "hv_page", False)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            # With DEBUG on, an address no URL matches gets Django's technical page, which lists the
+            # URL conf: never shown; the site's own page instead.
+            return _not_found_page(request)
+        return response
+
+    def process_exception(self, request, exception):
+        if request.path.startswith("/api/"):
+            return None  # DRF's handler answered already; anything left is a 500 there
+        if isinstance(exception, Http404):
+            return _not_found_page(request)
+        if isinstance(exception, NotAllowed):
+            return render(request, "403.html", {"detail": str(exception)}, status=403)
+        if isinstance(exception, InvalidState):
+            return render(request, "409.html", {"detail": str(exception)}, status=409)
+        return None
+
+
+def _not_found_page(request):
+    response = render(request, "404.html", status=404)
+    response.hv_page = True
+    return response

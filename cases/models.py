@@ -4,12 +4,10 @@ import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
-from django.db import models, router, transaction
+from django.db import models
 from django.utils import timezone
 
-from . import audit
-from .cell_classes import FINAL_CLASS_CHOICES
+from audit.services import register as audit_register
 
 
 class Sex(models.TextChoices):
@@ -66,6 +64,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 # Statuses in which new images may be added to a sample.
 UPLOAD_OPEN_STATUSES = frozenset({S.REGISTERED, S.IMAGES_UPLOADED, S.CLASSIFYING, S.AWAITING_REVIEW, S.AMENDED})
+# Statuses in which a technician may correct the sample's details: until it is first signed.
+EDITABLE_STATUSES = frozenset({S.REGISTERED, S.IMAGES_UPLOADED, S.CLASSIFYING, S.AWAITING_REVIEW})
 
 
 class SpecimenType(models.TextChoices):
@@ -107,13 +107,14 @@ class Sample(models.Model):
     stain = models.CharField(max_length=32, choices=Stain.choices, default=Stain.MAY_GRUNWALD_GIEMSA)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.ROUTINE)
     clinical_notes = models.TextField(blank=True)
-    wbc_count = models.DecimalField(
-        "WBC count (×10⁹/L)",
-        max_digits=6,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(0)],
+    # The plausible range is a rule of ``cases.services`` (WBC_COUNT_MIN/MAX); the check constraint
+    # below keeps any other writer to it too.
+    wbc_count = models.DecimalField("WBC count (×10⁹/L)", max_digits=6, decimal_places=2, null=True, blank=True)
+    ordering_physician = models.CharField(max_length=200, blank=True)
+    requesting_ward = models.CharField(max_length=100, blank=True)
+    external_accession = models.CharField(
+        "external accession / barcode number", max_length=64, blank=True,
+        help_text="The number on the tube from the ordering system, if any; unique when given",
     )
     review_comment = models.TextField(blank=True, help_text="The reviewing doctor's comment on the sample")
     status = models.CharField(max_length=32, choices=SampleStatus.choices, default=SampleStatus.REGISTERED)
@@ -131,6 +132,16 @@ class Sample(models.Model):
             ("sign_sample", "Can sign a sample off electronically"),
         ]
         indexes = [models.Index(fields=["status", "priority", "received_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(wbc_count__isnull=True) | models.Q(wbc_count__gt=0, wbc_count__lte=500),
+                name="sample_wbc_count_plausible",
+            ),
+            models.UniqueConstraint(
+                fields=["external_accession"], condition=~models.Q(external_accession=""),
+                name="unique_external_accession",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.accession_number
@@ -142,6 +153,14 @@ class Sample(models.Model):
     @property
     def accepts_uploads(self) -> bool:
         return self.status in UPLOAD_OPEN_STATUSES
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in EDITABLE_STATUSES
+
+    @property
+    def can_be_cancelled(self) -> bool:
+        return SampleStatus.CANCELLED in ALLOWED_TRANSITIONS[self.status]
 
 
 class ImageStatus(models.TextChoices):
@@ -155,6 +174,76 @@ def cell_image_path(instance: CellImage, filename: str) -> str:
     # Random names: never the user's file name, never guessable; kept outside the static root.
     suffix = PurePosixPath(filename).suffix.lower()[:8]
     return f"cells/{timezone.now():%Y/%m}/{uuid.uuid4().hex}{suffix}"
+
+
+class UploadKind(models.TextChoices):
+    """What an uploaded file is: the technician says, or the system decides from the image."""
+
+    AUTO = "auto", "Decide from the image"
+    CELL = "cell", "Single-cell image"
+    FIELD = "field", "Whole microscope field"
+
+
+class FieldStatus(models.TextChoices):
+    RECEIVED = "received", "Waiting for detection"
+    DETECTING = "detecting", "Detecting white cells"
+    DETECTED = "detected", "Detected"
+    FAILED = "failed", "Failed"
+
+
+# Field statuses that still hold the sample in "classifying" (the detector has not answered yet).
+FIELD_PENDING_STATUSES = (FieldStatus.RECEIVED, FieldStatus.DETECTING)
+
+
+def field_image_path(instance: Field, filename: str) -> str:
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return f"fields/{timezone.now():%Y/%m}/{uuid.uuid4().hex}{suffix}"
+
+
+class Field(models.Model):
+    """One microscope field uploaded whole: the detector finds its white cells (each becomes a
+    ``CellImage`` cut from it) and estimates its red cells and platelets. A field without white
+    cells is kept and counted."""
+
+    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="fields")
+    file = models.FileField(upload_to=field_image_path)
+    original_filename = models.CharField(max_length=255)
+    image_format = models.CharField(max_length=16, help_text="Format found by decoding, e.g. JPEG")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(max_length=300, blank=True, help_text="Why the upload was taken as a field")
+    status = models.CharField(max_length=16, choices=FieldStatus.choices, default=FieldStatus.RECEIVED)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    detector = models.CharField(max_length=64, blank=True, help_text="The detector that analysed the field")
+    white_cells_found = models.PositiveIntegerField(null=True, blank=True)
+    rbc_count = models.PositiveIntegerField("red cells (estimate)", null=True, blank=True)
+    platelet_count = models.PositiveIntegerField("platelets (estimate)", null=True, blank=True)
+    detection_ms = models.FloatField(null=True, blank=True)
+    detected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["uploaded_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["sample", "sha256"], name="unique_field_per_sample")]
+        indexes = [models.Index(fields=["status", "status_changed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sample_id}/{self.original_filename} (field)"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in FIELD_PENDING_STATUSES
+
+
+class CellOrigin(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded as a single cell"
+    DETECTED = "detected", "Found in a field by the detector"
+    ADDED = "added", "Added on a field by a doctor"
 
 
 class CellImage(models.Model):
@@ -172,165 +261,68 @@ class CellImage(models.Model):
     status_changed_at = models.DateTimeField(default=timezone.now)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Provenance of a cell cut from a field: the field and the box (field pixels, x1/y1 exclusive).
+    origin = models.CharField(max_length=16, choices=CellOrigin.choices, default=CellOrigin.UPLOADED)
+    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="cells", null=True, blank=True)
+    box_x0 = models.PositiveIntegerField(null=True, blank=True)
+    box_y0 = models.PositiveIntegerField(null=True, blank=True)
+    box_x1 = models.PositiveIntegerField(null=True, blank=True)
+    box_y1 = models.PositiveIntegerField(null=True, blank=True)
+    touches_edge = models.BooleanField(default=False, help_text="The field's edge cuts the cell")
+    detection_score = models.FloatField(null=True, blank=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True,
+        help_text="The doctor who drew the box of a missed cell",
+    )
+    # A detection a doctor rejected (not a white cell): kept, out of the differential.
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    rejection_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["uploaded_at", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["sample", "sha256"], name="unique_image_per_sample"),
+            models.UniqueConstraint(
+                fields=["field", "box_x0", "box_y0", "box_x1", "box_y1"], name="unique_box_per_field"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(origin=CellOrigin.UPLOADED, field__isnull=True, box_x0__isnull=True)
+                    | (
+                        ~models.Q(origin=CellOrigin.UPLOADED)
+                        & models.Q(field__isnull=False, box_x0__isnull=False, box_y0__isnull=False,
+                                   box_x1__isnull=False, box_y1__isnull=False)
+                    )
+                ),
+                name="cell_from_field_has_box",
+            ),
         ]
         indexes = [models.Index(fields=["status", "status_changed_at"])]
 
     def __str__(self) -> str:
         return f"{self.sample_id}/{self.original_filename}"
 
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def _refuse(self, verb: str):
-        raise PermissionError(f"{self.model._meta.verbose_name_plural} are append-only: rows cannot be {verb}.")
-
-    def update(self, **kwargs):
-        self._refuse("updated")
-
-    def bulk_update(self, *args, **kwargs):
-        self._refuse("updated")
-
-    def delete(self):
-        self._refuse("deleted")
-
-    def bulk_create(self, *args, **kwargs):
-        # bulk_create skips save(), where each row gets its place in the hash chain.
-        raise PermissionError(f"{self.model._meta.verbose_name_plural} are hash-chained: create rows one at a time.")
-
-
-class AppendOnlyModel(models.Model):
-    """Rows are written once: never changed or deleted through the ORM (a PostgreSQL trigger
-    refuses it for any client too, see the migrations). Each table is a hash chain: every row
-    carries its place in it, the previous row's hash and its own (``cases.audit.chain_seal``), so
-    ``manage.py verify_audit`` finds a row changed, deleted or inserted behind the ORM's back."""
-
-    seq = models.PositiveBigIntegerField(unique=True, editable=False, help_text="Place in the table's hash chain")
-    prev_hash = models.CharField(max_length=64, editable=False, help_text="The previous row's hash")
-    hash = models.CharField(max_length=64, editable=False, help_text="sha256 of this row's fields, seq and prev_hash")
-
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be changed.")
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        # The chain lock is held until this transaction (or the request's) commits.
-        with transaction.atomic(using=using):
-            audit.chain_seal(instance=self, using=using)
-            super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError(f"{self._meta.verbose_name_plural} are append-only: rows cannot be deleted.")
-
-
-class AuditEvent(AppendOnlyModel):
-    """One append-only audit row. On PostgreSQL a trigger also refuses UPDATE and DELETE."""
-
-    timestamp = models.DateTimeField(default=timezone.now, db_index=True)
-    # No database constraint: deleting a user must never touch the audit trail.
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    actor_username = models.CharField(max_length=150)
-    action = models.CharField(max_length=32, db_index=True)
-    object_type = models.CharField(max_length=100, db_index=True)
-    object_id = models.CharField(max_length=64, blank=True, db_index=True)
-    object_repr = models.CharField(max_length=200, blank=True)
-    old_values = models.JSONField(default=dict, blank=True)
-    new_values = models.JSONField(default=dict, blank=True)
-    reason = models.TextField(blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-timestamp", "-pk"]
-        default_permissions = ("view",)
-
-    def __str__(self) -> str:
-        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action} {self.object_type}"
-
-
-for _model in (Patient, Sample, CellImage):
-    audit.register(_model)
-
-
-# Review and sign-off --------------------------------------------------------
-
-class CellReview(models.Model):
-    """A doctor's verdict on one cell: the final class (or excluded) and a comment."""
-
-    image = models.OneToOneField(CellImage, on_delete=models.PROTECT, related_name="review")
-    final_class = models.CharField(max_length=16, choices=FINAL_CLASS_CHOICES)
-    ai_class = models.CharField(max_length=16, blank=True, help_text="The AI's class when reviewed")
-    ai_unidentified = models.BooleanField(default=False)
-    comment = models.TextField(blank=True)
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    reviewed_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"{self.image_id}: {self.final_class}"
+    @property
+    def box(self) -> tuple[int, int, int, int] | None:
+        if self.field_id is None:
+            return None
+        return (self.box_x0, self.box_y0, self.box_x1, self.box_y1)
 
     @property
-    def agrees_with_ai(self) -> bool:
-        return self.final_class == self.ai_class
-
-
-class SignatureMeaning(models.TextChoices):
-    REVIEWED_APPROVED = "reviewed_and_approved", "Reviewed and approved"
-
-
-class Signature(AppendOnlyModel):
-    """An electronic signature: who, when, what it means, and the exact result signed.
-
-    Signatures are never changed or deleted; an amendment adds a new one and the earlier
-    ones stay readable with the result they signed (``snapshot``).
-    """
-
-    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="signatures")
-    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    printed_name = models.CharField(max_length=200)
-    meaning = models.CharField(max_length=32, choices=SignatureMeaning.choices)
-    signed_at = models.DateTimeField(default=timezone.now)
-    version = models.PositiveIntegerField(help_text="1 for the first sign-off, 2 after the first amendment …")
-    amendment_reason = models.TextField(blank=True)
-    snapshot = models.JSONField(help_text="The signed result: differential, cells, comments, model versions")
-    snapshot_sha256 = models.CharField(max_length=64)
-
-    class Meta:
-        ordering = ["sample", "version"]
-        constraints = [models.UniqueConstraint(fields=["sample", "version"], name="one_signature_per_version")]
-
-    def __str__(self) -> str:
-        return f"{self.sample} v{self.version} signed by {self.printed_name}"
+    def box_width(self) -> int | None:
+        return None if self.field_id is None else self.box_x1 - self.box_x0
 
     @property
-    def is_amendment(self) -> bool:
-        return self.version > 1
+    def box_height(self) -> int | None:
+        return None if self.field_id is None else self.box_y1 - self.box_y0
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.rejected_at is not None
 
 
-class Amendment(models.Model):
-    """A signed sample reopened for correction, with the mandatory reason."""
-
-    sample = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="amendments")
-    reason = models.TextField()
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField(default=timezone.now)
-    previous_signature = models.ForeignKey(Signature, on_delete=models.PROTECT, related_name="+")
-
-    def __str__(self) -> str:
-        return f"Amendment of {self.sample} ({self.requested_at:%Y-%m-%d})"
-
-
-for _model in (CellReview, Signature, Amendment):
-    audit.register(_model)
+for _model in (Patient, Sample, Field, CellImage):
+    audit_register(_model)

@@ -1,25 +1,53 @@
 """Reads of the case records."""
 from __future__ import annotations
 
-import datetime
-
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 
-from .models import AuditEvent, CellImage, ImageStatus, Patient, Sample
+from audit import narrative
+from audit import selectors as audit_selectors
+
+from .models import CellImage, Field, FieldStatus, ImageStatus, Patient, Sample
+
+
+def patients_matching(*, patients: QuerySet[Patient], query: str) -> QuerySet[Patient]:
+    """``patients`` matching every word of ``query`` in their MRN, family or given name, in any
+    order, case-insensitive and partial ("Adaeze Okafor", "okafor, ada" and "OKAFOR" all find
+    Adaeze Okafor); all of them when the query is blank."""
+    for word in query.replace(",", " ").split():
+        patients = patients.filter(
+            Q(mrn__icontains=word) | Q(family_name__icontains=word) | Q(given_name__icontains=word)
+        )
+    return patients
+
+
+def patient_possible_duplicates(
+    *, family_name: str, given_name: str, date_of_birth, exclude: Patient | None = None
+) -> list[Patient]:
+    """Registered patients with the same names (case and spacing ignored) and date of birth."""
+    qs = Patient.objects.filter(
+        family_name__iexact=family_name.strip(), given_name__iexact=given_name.strip(), date_of_birth=date_of_birth
+    )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    return list(qs.order_by("pk"))
 
 
 def patient_search(*, query: str = "") -> QuerySet[Patient]:
     qs = Patient.objects.annotate(sample_count=Count("samples"))
+    return patients_matching(patients=qs, query=query).order_by("family_name", "given_name", "pk")
+
+
+def samples_matching(*, samples: QuerySet[Sample], query: str) -> QuerySet[Sample]:
+    """``samples`` whose accession number or external (barcode) number contains ``query``."""
     query = query.strip()
-    if query:
-        qs = qs.filter(
-            Q(mrn__icontains=query) | Q(family_name__icontains=query) | Q(given_name__icontains=query)
-        )
-    return qs.order_by("family_name", "given_name", "pk")
+    if not query:
+        return samples
+    return samples.filter(Q(accession_number__icontains=query) | Q(external_accession__icontains=query))
 
 
-def sample_list(*, status: str | None = None, patient: Patient | None = None) -> QuerySet[Sample]:
+def sample_list(
+    *, status: str | None = None, patient: Patient | None = None, query: str = ""
+) -> QuerySet[Sample]:
     qs = Sample.objects.select_related("patient").annotate(
         image_count=Count("images"),
         pending_count=Count("images", filter=Q(images__status__in=[ImageStatus.QUEUED, ImageStatus.CLASSIFYING])),
@@ -28,7 +56,21 @@ def sample_list(*, status: str | None = None, patient: Patient | None = None) ->
         qs = qs.filter(status=status)
     if patient is not None:
         qs = qs.filter(patient=patient)
+    qs = samples_matching(samples=qs, query=query)
     return qs.order_by("-received_at")
+
+
+def sample_history(*, sample: Sample) -> list:
+    """Every audit event of the sample, its cells and fields, and of the records made about them
+    (predictions, reviews, signatures, amendments), oldest first, each told in words
+    (``audit.narrative``)."""
+    image_ids = list(sample.images.values_list("pk", flat=True))
+    field_ids = list(sample.fields.values_list("pk", flat=True))
+    events = audit_selectors.events_about(
+        objects={"cases.sample": [sample.pk], "cases.cellimage": image_ids, "cases.field": field_ids},
+        references={"sample_id": [sample.pk], "image_id": image_ids, "field_id": field_ids},
+    )
+    return narrative.narrate(events, sample_id=sample.pk)
 
 
 def sample_images(*, sample: Sample) -> QuerySet[CellImage]:
@@ -44,39 +86,16 @@ def sample_image_progress(*, sample: Sample) -> dict:
     return {"total": total, "done": done, "by_status": {s: counts.get(s, 0) for s in ImageStatus.values}}
 
 
-def audit_events() -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.all()
+def sample_field_list(*, sample: Sample) -> QuerySet[Field]:
+    """The sample's whole fields, oldest first, with how many cells each gave (rejected ones not counted)."""
+    return (
+        sample.fields.annotate(cell_count=Count("cells", filter=Q(cells__rejected_at__isnull=True)))
+        .order_by("uploaded_at", "pk")
+    )
 
 
-MEDIA_PREFIXES = ("cells", "heatmaps")  # where uploads and Grad-CAM heatmaps are stored
-
-
-def _walk_storage(storage, path: str):
-    dirs, files = storage.listdir(path)
-    for name in files:
-        yield f"{path}/{name}"
-    for d in dirs:
-        yield from _walk_storage(storage, f"{path}/{d}")
-
-
-def orphan_media_files(*, older_than: datetime.timedelta, storage=None) -> list[str]:
-    """Stored files no CellImage or Prediction refers to, last modified more than
-    ``older_than`` ago (younger ones may belong to an upload whose transaction has not
-    committed yet). Left behind when a request's transaction rolls back after its files
-    were written."""
-    from django.core.files.storage import default_storage
-
-    from classifier.models import Prediction
-
-    storage = storage or default_storage
-    referenced = set(CellImage.objects.values_list("file", flat=True))
-    referenced |= set(Prediction.objects.exclude(heatmap="").values_list("heatmap", flat=True))
-    cutoff = timezone.now() - older_than
-    orphans = []
-    for prefix in MEDIA_PREFIXES:
-        if not storage.exists(prefix):
-            continue
-        for name in _walk_storage(storage, prefix):
-            if name not in referenced and storage.get_modified_time(name) < cutoff:
-                orphans.append(name)
-    return sorted(orphans)
+def sample_field_progress(*, sample: Sample) -> dict:
+    counts = dict(sample.fields.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    total = sum(counts.values())
+    done = counts.get(FieldStatus.DETECTED, 0) + counts.get(FieldStatus.FAILED, 0)
+    return {"total": total, "done": done, "by_status": {s: counts.get(s, 0) for s in FieldStatus.values}}

@@ -1,23 +1,22 @@
 """Thin views: parse input, call a service or selector, render."""
 from __future__ import annotations
 
-import django_filters
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.utils.http import urlencode
 from django.views import View
 
 from accounts.mixins import RoleRequiredMixin
-from accounts.roles import Role
+from accounts.roles import CLINICAL_STAFF, Role
 
 from . import downloads, selectors, services
-from .forms import ImageUploadForm, PatientForm, SampleForm
-from .models import AuditEvent, CellImage, Patient, Sample, SampleStatus
+from .forms import ImageUploadForm, PatientForm, SampleCancelForm, SampleEditForm, SampleForm
+from .models import CellImage, Field, Patient, Sample, SampleStatus, UploadKind
 
-CLINICAL_READERS = (Role.TECHNICIAN, Role.DOCTOR, Role.ADMIN)
+CLINICAL_READERS = CLINICAL_STAFF
 
 
 class HomeView(RoleRequiredMixin, View):
@@ -54,7 +53,16 @@ class PatientCreateView(RoleRequiredMixin, View):
             patient = services.patient_create(actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
-            return render(request, "cases/patient_form.html", {"form": form}, status=400)
+            duplicates = []
+            if "confirm_duplicate" in form.errors:
+                form.ask_to_confirm_duplicate()
+                duplicates = selectors.patient_possible_duplicates(
+                    family_name=form.cleaned_data["family_name"], given_name=form.cleaned_data["given_name"],
+                    date_of_birth=form.cleaned_data["date_of_birth"],
+                )
+            return render(
+                request, "cases/patient_form.html", {"form": form, "duplicates": duplicates}, status=400
+            )
         messages.success(request, f"Patient {patient} registered.")
         return redirect("patient-detail", pk=patient.pk)
 
@@ -99,9 +107,14 @@ class SampleListView(RoleRequiredMixin, View):
         status = request.GET.get("status") or None
         if status and status not in SampleStatus.values:
             status = None
-        page = Paginator(selectors.sample_list(status=status), 25).get_page(request.GET.get("page"))
+        query = request.GET.get("q", "")[:64]
+        samples = selectors.sample_list(status=status, query=query)
+        page = Paginator(samples, 25).get_page(request.GET.get("page"))
+        extra = urlencode({k: v for k, v in (("status", status), ("q", query)) if v})
         return render(
-            request, "cases/sample_list.html", {"page": page, "status": status, "statuses": SampleStatus.choices}
+            request,
+            "cases/sample_list.html",
+            {"page": page, "status": status, "statuses": SampleStatus.choices, "q": query, "extra": extra},
         )
 
 
@@ -117,6 +130,8 @@ class SampleDetailView(RoleRequiredMixin, View):
                 "sample": sample,
                 "images": selectors.sample_images(sample=sample),
                 "progress": selectors.sample_image_progress(sample=sample),
+                "fields": selectors.sample_field_list(sample=sample),
+                "field_progress": selectors.sample_field_progress(sample=sample),
                 "upload_form": ImageUploadForm(),
                 "signatures": sample.signatures.order_by("version"),
             },
@@ -132,11 +147,17 @@ class SampleUploadView(RoleRequiredMixin, View):
         if not files:
             messages.error(request, "Choose at least one image file to upload.")
             return redirect("sample-detail", pk=sample.pk)
+        kind = request.POST.get("kind") or UploadKind.AUTO
         result = services.images_upload(
-            actor=request.user, sample=sample, files=((f.name, f) for f in files)
+            actor=request.user, sample=sample, files=((f.name, f) for f in files), kind=kind
         )
         if result.accepted:
             messages.success(request, f"{len(result.accepted)} image(s) accepted and queued for classification.")
+        if result.fields:
+            messages.success(request, f"{len(result.fields)} field(s) accepted and queued for white-cell detection.")
+        if kind == UploadKind.AUTO:
+            for decision in result.decisions:
+                messages.info(request, f"{decision.filename}: taken as a {decision.reason}.")
         for rejected in result.rejected:
             messages.error(request, f"Rejected {rejected.filename}: {rejected.reason}.")
         return redirect("sample-detail", pk=sample.pk)
@@ -159,6 +180,11 @@ class SampleProgressView(RoleRequiredMixin, View):
                 "sample_status_label": sample.get_status_display(),
                 "progress": selectors.sample_image_progress(sample=sample),
                 "images": images,
+                "field_progress": selectors.sample_field_progress(sample=sample),
+                "fields": [
+                    {"id": f.pk, "status": f.status, "status_label": f.get_status_display(), "error": f.error_message}
+                    for f in selectors.sample_field_list(sample=sample)
+                ],
             }
         )
 
@@ -172,30 +198,98 @@ class CellImageFileView(RoleRequiredMixin, View):
         return downloads.image_file_response(actor=request.user, image=get_object_or_404(CellImage, pk=pk))
 
 
-class AuditFilter(django_filters.FilterSet):
-    timestamp = django_filters.DateFromToRangeFilter(label="Date (from – to)")
-    actor_username = django_filters.CharFilter(lookup_expr="icontains", label="User")
-    action = django_filters.CharFilter(lookup_expr="exact")
-    object_type = django_filters.CharFilter(lookup_expr="icontains", label="Object type")
-    object_id = django_filters.CharFilter(lookup_expr="exact", label="Object id")
+class FieldFileView(RoleRequiredMixin, View):
+    """Streams an uploaded whole field to clinical staff (audited, like a cell image)."""
 
-    class Meta:
-        model = AuditEvent
-        fields = ["timestamp", "actor_username", "action", "object_type", "object_id"]
+    allowed_roles = CLINICAL_READERS
+
+    def get(self, request, pk: int):
+        return downloads.field_file_response(actor=request.user, field=get_object_or_404(Field, pk=pk))
 
 
-class AuditTrailView(RoleRequiredMixin, View):
-    allowed_roles = (Role.ADMIN,)
+class SampleEditView(RoleRequiredMixin, View):
+    """Correct a sample's details (technicians, until the sample is first signed)."""
 
-    def get(self, request):
-        flt = AuditFilter(request.GET, queryset=selectors.audit_events())
-        if not flt.is_valid():
-            raise PermissionDenied("Invalid filter.")
-        page = Paginator(flt.qs, 50).get_page(request.GET.get("page"))
-        query = request.GET.copy()
-        query.pop("page", None)
+    allowed_roles = (Role.TECHNICIAN,)
+
+    def _render(self, request, sample, form, status=200):
+        return render(request, "cases/sample_edit.html", {"sample": sample, "form": form}, status=status)
+
+    def get(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
+        return self._render(request, sample, SampleEditForm.for_sample(sample))
+
+    def post(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
+        form = SampleEditForm(request.POST)
+        if not form.is_valid():
+            return self._render(request, sample, form, status=400)
+        changes = form.changes(sample)
+        if not changes:
+            messages.info(request, "Nothing was changed.")
+            return redirect("sample-detail", pk=sample.pk)
+        try:
+            services.sample_update(actor=request.user, sample=sample, reason=form.cleaned_data["reason"], **changes)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return self._render(request, sample, form, status=400)
+        messages.success(request, f"Sample {sample.accession_number} corrected.")
+        return redirect("sample-detail", pk=sample.pk)
+
+
+class SampleCancelView(RoleRequiredMixin, View):
+    """Cancel a sample, with a reason, after a confirmation step (technicians and doctors)."""
+
+    allowed_roles = (Role.TECHNICIAN, Role.DOCTOR)
+
+    def _render(self, request, sample, form, status=200):
+        return render(request, "cases/sample_cancel.html", {"sample": sample, "form": form}, status=status)
+
+    def get(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
+        return self._render(request, sample, SampleCancelForm())
+
+    def post(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
+        form = SampleCancelForm(request.POST)
+        if not form.is_valid():
+            return self._render(request, sample, form, status=400)
+        try:
+            services.sample_cancel(actor=request.user, sample=sample, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return self._render(request, sample, form, status=400)
+        messages.success(request, f"Sample {sample.accession_number} cancelled.")
+        return redirect("sample-detail", pk=sample.pk)
+
+
+class SampleHistoryView(RoleRequiredMixin, View):
+    """Every event of a sample, its cells and fields, oldest first, in words."""
+
+    allowed_roles = CLINICAL_READERS
+
+    def get(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
         return render(
-            request,
-            "audit/audit_list.html",
-            {"filter": flt, "page": page, "query": query.urlencode(), "base_url": reverse("audit-trail")},
+            request, "cases/sample_history.html", {"sample": sample, "entries": selectors.sample_history(sample=sample)}
         )
+
+
+class SampleBarcodeView(RoleRequiredMixin, View):
+    """The accession number as a Code 128 PNG (audited download)."""
+
+    allowed_roles = CLINICAL_READERS
+
+    def get(self, request, pk: int):
+        sample = get_object_or_404(Sample, pk=pk)
+        return downloads.sample_barcode_response(actor=request.user, sample=sample)
+
+
+class SampleLabelView(RoleRequiredMixin, View):
+    """The printable PDF label of a sample (audited download)."""
+
+    allowed_roles = CLINICAL_READERS
+
+    def get(self, request, pk: int):
+        sample = get_object_or_404(Sample.objects.select_related("patient"), pk=pk)
+        return downloads.sample_label_response(actor=request.user, sample=sample)

@@ -14,14 +14,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_context
 from cases import services as case_services
-from cases.audit import audit_context
-from cases.models import CellImage, ImageStatus, Sample, SampleStatus
+from cases.models import CellImage, Field, ImageStatus, Sample, SampleStatus
 
 from . import selectors
 from .export import ensure_export
@@ -42,16 +44,15 @@ class ModelFileMismatch(Exception):
 # Queueing -----------------------------------------------------------------
 
 
-def _send_to_broker(image_ids: list[int]) -> None:
-    from .tasks import classify_images
+# Tasks are named, not imported: ``classifier.tasks`` wraps these services, so it sits above them.
 
-    classify_images.delay(list(image_ids))
+
+def _send_to_broker(image_ids: list[int]) -> None:
+    current_app.signature("classifier.classify_images", args=(list(image_ids),)).apply_async()
 
 
 def _send_heatmaps_to_broker(prediction_ids: list[int]) -> None:
-    from .tasks import compute_heatmaps
-
-    compute_heatmaps.delay(list(prediction_ids))
+    current_app.signature("classifier.compute_heatmaps", args=(list(prediction_ids),)).apply_async()
 
 
 def enqueue_heatmaps(*, prediction_ids: list[int]) -> None:
@@ -256,10 +257,41 @@ def classify_images(*, image_ids: list[int]) -> ClassifyOutcome:
             logger.info("Classified %d image(s) in %.0f ms", len(ready), (time.perf_counter() - started) * 1000)
             for image, result in zip(ready, results, strict=True):
                 _store(image=image, version=version, result=result)
+            _classify_in_shadow(images=ready, decoded=decoded)
         for sample_id in {img.sample_id for img in images}:
             _refresh_sample(sample_id=sample_id)
             _request_heatmaps_when_classified(sample_id=sample_id)
     return ClassifyOutcome(classified=[i.pk for i in ready], failed=failed, skipped=skipped)
+
+
+def _classify_in_shadow(*, images: list[CellImage], decoded: list) -> None:
+    """Classify the images again with the shadow version, if there is one, and store its
+    predictions unserved (``served=False``: never shown to a reviewer, see
+    ``selectors.latest_prediction``). Evidence only: any failure is logged, never the task's."""
+    shadow = selectors.shadow_model_version()
+    if shadow is None or not images:
+        return
+    try:
+        results = _load_active_classifier(shadow).predict(images=decoded, with_heatmap=False)
+        with audit_context(reason=f"classified in shadow by {shadow.name}"):
+            for image, result in zip(images, results, strict=True):
+                try:
+                    with transaction.atomic():
+                        Prediction.objects.create(
+                            image=image,
+                            model_version=shadow,
+                            predicted_class=result.label,
+                            probabilities=result.probabilities,
+                            confidence=result.confidence,
+                            unidentified=result.unidentified,
+                            cell_found=result.cell_found,
+                            inference_ms=result.inference_ms,
+                            served=False,
+                        )
+                except IntegrityError:
+                    pass  # a redelivered task: the shadow prediction is stored already
+    except Exception:  # noqa: BLE001 - the shadow model must never cost the served classification
+        logger.exception("Shadow classification by %s failed for images %s", shadow.name, [i.pk for i in images])
 
 
 def _request_heatmaps_when_classified(*, sample_id: int) -> None:
@@ -269,7 +301,9 @@ def _request_heatmaps_when_classified(*, sample_id: int) -> None:
     if CellImage.objects.filter(sample_id=sample_id, status__in=[ImageStatus.QUEUED, ImageStatus.CLASSIFYING]).exists():
         return
     ids = list(
-        Prediction.objects.filter(image__sample_id=sample_id, heatmap="").order_by("pk").values_list("pk", flat=True)
+        Prediction.objects.filter(image__sample_id=sample_id, heatmap="", served=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     size = settings.HV_CLASSIFY_BATCH_SIZE
     for start in range(0, len(ids), size):
@@ -361,11 +395,34 @@ def model_version_register(*, model_path: Path, card_path: Path, actor=None, act
 
 
 def model_version_activate(*, version: ModelVersion, actor=None, reason: str = "") -> ModelVersion:
-    """Make ``version`` the one workers serve (workers pick it up on their next task)."""
+    """Make ``version`` the one workers serve (workers pick it up on their next task). Installation
+    and tests only: a user activates through ``classifier.adaptation.model_version_activate_signed``."""
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         for other in ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk):
             other.is_active = False
             other.save(update_fields=["is_active"])
         version.is_active = True
-        version.save(update_fields=["is_active"])
+        version.is_shadow = False  # a served model is no longer in shadow
+        version.save(update_fields=["is_active", "is_shadow"])
     return version
+
+
+# Stored files -------------------------------------------------------------
+
+
+def orphan_media_delete(*, older_than: datetime.timedelta, storage=None) -> list[str]:
+    """Delete the files :func:`classifier.selectors.orphan_media_files` finds; returns their names.
+    Each file is re-checked against the database right before it goes, so a row committed
+    meanwhile keeps its file."""
+    storage = storage or default_storage
+    deleted = []
+    for name in selectors.orphan_media_files(older_than=older_than, storage=storage):
+        if (
+            CellImage.objects.filter(file=name).exists()
+            or Prediction.objects.filter(heatmap=name).exists()
+            or Field.objects.filter(file=name).exists()
+        ):
+            continue
+        storage.delete(name)
+        deleted.append(name)
+    return deleted

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import services
+from . import adaptation, fields, services
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,21 @@ def classify_images(self, image_ids: list[int]) -> dict:
 
 @shared_task(name="classifier.sweep_stuck_images", acks_late=True)
 def sweep_stuck_images() -> int:
-    return services.sweep_stuck_images()
+    # One periodic sweep for both queues: stuck cell images and stuck fields.
+    return services.sweep_stuck_images() + fields.sweep_stuck_fields()
+
+
+@shared_task(bind=True, name="classifier.detect_fields", acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def detect_fields(self, field_ids: list[int]) -> dict:
+    """White-cell detection of whole fields (classification queue); the cells found are then
+    queued for classification."""
+    try:
+        return fields.detect_fields(field_ids=field_ids)
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            fields.mark_fields_failed_after_retries(field_ids=field_ids, error=str(exc))
+            raise
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
 
 
 @shared_task(bind=True, name="classifier.compute_heatmaps", acks_late=True, max_retries=3)
@@ -47,3 +61,10 @@ def compute_heatmaps(self, prediction_ids: list[int]) -> int:
         return services.compute_heatmaps(prediction_ids=prediction_ids)
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 2))) from exc
+
+
+@shared_task(name="classifier.train_candidate", acks_late=False)
+def train_candidate(run_id: int) -> str:
+    """A candidate model from the lab's confirmed cells (queue ``training``, minutes of CPU). Acked
+    on receipt: a run is never trained twice, and one lost with its worker stays visible on its page."""
+    return adaptation.candidate_run_execute(run_id=run_id).status

@@ -47,8 +47,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "accounts",
+    "audit",
     "cases",
     "classifier",
+    "review",
     "api",
 ]
 
@@ -64,7 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cases.middleware.UploadRequestLimitMiddleware",  # before anything reads a request body
-    "cases.middleware.AuditContextMiddleware",
+    "audit.middleware.AuditContextMiddleware",
+    "cases.middleware.ServiceErrorMiddleware",
     "accounts.middleware.LoginRequiredEverywhereMiddleware",
     "accounts.middleware.TwoFactorRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -204,12 +207,16 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Two queues: classification ("celery") and the Grad-CAM second pass ("heatmaps"). A worker started
-# without -Q consumes both; a lab that wants classification never to share a process with heatmaps
-# runs `worker -Q celery` and `worker -Q heatmaps` separately.
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("heatmaps"))
+# Three queues: classification ("celery"), the Grad-CAM second pass ("heatmaps") and candidate
+# training ("training", minutes of CPU per task). A worker started without -Q consumes all of them;
+# run.sh starts one worker for `-Q celery,heatmaps` and a separate one for `-Q training`, so that
+# classification never waits behind a training run.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("heatmaps"), Queue("training"))
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"classifier.compute_heatmaps": {"queue": "heatmaps"}}
+CELERY_TASK_ROUTES = {
+    "classifier.compute_heatmaps": {"queue": "heatmaps"},
+    "classifier.train_candidate": {"queue": "training"},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -258,9 +265,21 @@ HV_SWEEP_QUEUED_AFTER_S = env.int("HV_SWEEP_QUEUED_AFTER_S", default=120)
 HV_SWEEP_CLASSIFYING_AFTER_S = env.int("HV_SWEEP_CLASSIFYING_AFTER_S", default=300)
 HV_SWEEP_INTERVAL_S = env.float("HV_SWEEP_INTERVAL_S", default=60.0)
 HV_MAX_CLASSIFY_ATTEMPTS = env.int("HV_MAX_CLASSIFY_ATTEMPTS", default=5)
+# Candidate models fitted to this lab (classifier.adaptation): the floor of doctor-confirmed cells per
+# class before a run may start, the share of signed samples held out (whole) for the comparison,
+# the recipe's epochs and the time a run may take, and where candidate files go (MEDIA_ROOT/models).
+HV_ADAPT_MIN_CELLS_PER_CLASS = env.int("HV_ADAPT_MIN_CELLS_PER_CLASS", default=50)
+HV_ADAPT_HOLDOUT_FRACTION = env.float("HV_ADAPT_HOLDOUT_FRACTION", default=0.2)
+HV_ADAPT_EPOCHS = env.int("HV_ADAPT_EPOCHS", default=20)
+HV_ADAPT_TIME_BUDGET_S = env.float("HV_ADAPT_TIME_BUDGET_S", default=15 * 60)
+HV_CANDIDATE_MODELS_DIR = env("HV_CANDIDATE_MODELS_DIR", default="")
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-images": {"task": "classifier.sweep_stuck_images", "schedule": HV_SWEEP_INTERVAL_S},
 }
+
+# Sign-off: the fewest white cells (excluded ones not counted) a differential must rest on; below it the
+# doctor signs only with a reason, which is printed on the report. Labs count 100 (or 200) cells.
+HV_MIN_CELLS_FOR_SIGNOFF = env.int("HV_MIN_CELLS_FOR_SIGNOFF", default=100)
 
 # API tokens stop working this long after they were issued (a work shift by default).
 HV_API_TOKEN_TTL_HOURS = env.float("HV_API_TOKEN_TTL_HOURS", default=12.0)
@@ -294,6 +313,8 @@ SPECTACULAR_SETTINGS = {
         "CellClassEnum": "classifier.models.CELL_CLASSES",
         "SampleStatusEnum": "cases.models.SampleStatus",
         "ImageStatusEnum": "cases.models.ImageStatus",
+        "FieldStatusEnum": "cases.models.FieldStatus",
+        "CellOriginEnum": "cases.models.CellOrigin",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

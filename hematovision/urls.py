@@ -22,6 +22,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("api.urls")),
     path("", include("cases.urls")),
+    path("", include("review.urls")),
+    path("", include("audit.urls")),
+    path("", include("classifier.urls")),
 ]
 
 handler500 = "api.exceptions.server_error"

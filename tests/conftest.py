@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.test import override_settings
 
 from accounts.roles import Role
 
@@ -36,6 +37,9 @@ def _no_real_enqueue(request, monkeypatch):
     )
     request.node.enqueued = calls
     request.node.enqueued_heatmaps = heatmaps
+    fields = []
+    monkeypatch.setattr("classifier.fields._send_fields_to_broker", lambda field_ids: fields.append(list(field_ids)))
+    request.node.enqueued_fields = fields
 
 
 @pytest.fixture
@@ -74,9 +78,31 @@ def cell_files():
     return sorted(CELLS.glob("*/*.jpeg"))
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher():
+    """MD5 instead of PBKDF2: every test user has a password, and records built once per module too."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _small_samples_signable():
+    """Most tests sign a handful of cells: the lab's minimum count (HV_MIN_CELLS_FOR_SIGNOFF, 100 by
+    default) is 1 here; tests/review/test_sign_off_rules.py sets it back to test it and its override."""
+    with override_settings(HV_MIN_CELLS_FOR_SIGNOFF=1):
+        yield
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (``-n``, ``--dist loadgroup``) some tests stay on one xdist worker: the worker tests
+    (their setup purges the one broker's queues), and each module whose records are built once
+    (tests/module_data.py), which would otherwise be built again on every xdist worker."""
+    for item in items:
+        if item.get_closest_marker("worker"):
+            item.add_marker(pytest.mark.xdist_group("workers"))
+        elif "_module_media_root" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def pytest_sessionfinish(session, exitstatus):

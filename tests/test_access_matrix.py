@@ -8,8 +8,14 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.roles import Role
+from cases.services import images_upload
+from review import services as reviews
 
+from .classifier.candidates import make_candidate_run
+from .conftest import CELLS
 from .factories import PASSWORD, PatientFactory, SampleFactory, UserFactory, image_bytes, make_classified_sample
+from .fields.building import uploaded_field
+from .module_data import _module_media_root, module_media, module_records  # noqa: F401 (fixtures)
 
 ROLES = ("anonymous", Role.TECHNICIAN.value, Role.DOCTOR.value, Role.ADMIN.value)
 LOGIN = 302  # anonymous users are sent to the login page
@@ -35,11 +41,17 @@ MATRIX = {
     "sample-detail": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
     "sample-upload": ("POST", "sample", _row(LOGIN, 302, 403, 403)),
     "sample-progress": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
+    # Correcting and cancelling a sample (technicians correct; technicians and doctors cancel), its
+    # history in words and its barcode label (every clinical role).
+    "sample-edit": ("GET", "sample", _row(LOGIN, 200, 403, 403)),
+    "sample-cancel": ("GET", "sample", _row(LOGIN, 200, 200, 403)),
+    "sample-history": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
+    "sample-barcode": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
+    "sample-label": ("GET", "sample", _row(LOGIN, 200, 200, 200)),
     "image-file": ("GET", "image", _row(LOGIN, 200, 200, 200)),
     "audit-trail": ("GET", None, _row(LOGIN, 403, 403, 200)),
     "worklist": ("GET", None, _row(LOGIN, 403, 200, 403)),
     "sample-review": ("GET", "reviewable", _row(LOGIN, 403, 200, 403)),
-    "cell-review": ("POST", "reviewable_image", _row(LOGIN, 403, 200, 403)),
     "group-confirm": ("POST", "reviewable", _row(LOGIN, 403, 302, 403)),
     "sample-comment": ("POST", "reviewable", _row(LOGIN, 403, 302, 403)),
     "sample-sign": ("POST", "reviewable", _row(LOGIN, 403, 400, 403)),  # 400: wrong password
@@ -49,9 +61,19 @@ MATRIX = {
     "sample-fhir": ("GET", "signed", _row(LOGIN, 200, 200, 200)),
     "image-heatmap": ("GET", "image", _row(LOGIN, 404, 404, 404)),  # 404: no prediction yet
     "agreement": ("GET", None, _row(LOGIN, 403, 200, 200)),
+    # Whole fields: clinical staff see a field and its detections (doctors change them through the API).
+    "field-file": ("GET", "field", _row(LOGIN, 200, 200, 200)),
+    "field-view": ("GET", "field", _row(LOGIN, 200, 200, 200)),
+    # Models fitted to this lab: doctors and admins read the evidence, admins act on it.
+    "model-list": ("GET", None, _row(LOGIN, 403, 200, 200)),
+    "candidate-start": ("POST", None, _row(LOGIN, 403, 403, 400)),  # 400: too few confirmed cells
+    "candidate-detail": ("GET", "run", _row(LOGIN, 403, 200, 200)),
+    "candidate-cancel": ("POST", "run", _row(LOGIN, 403, 403, 302)),
+    "model-comparison": ("GET", "candidate", _row(LOGIN, 403, 200, 200)),
+    "model-shadow": ("POST", "candidate", _row(LOGIN, 403, 403, 302)),
+    "model-activate": ("GET", "candidate", _row(LOGIN, 403, 403, 200)),
 }
 POST_DATA = {
-    "cell-review": {"final_class": "EOSINOPHIL"},
     "group-confirm": {"ai_class": "LYMPHOCYTE"},
     "sample-comment": {"comment": "ok"},
     "sample-sign": {"password": "wrong", "meaning": "reviewed_and_approved"},
@@ -60,7 +82,7 @@ POST_DATA = {
 ADMIN_PAGES = {
     "admin:index": _row(302, 302, 302, 200),
     "admin:accounts_user_changelist": _row(302, 302, 302, 200),
-    "admin:cases_auditevent_changelist": _row(302, 302, 302, 200),
+    "admin:audit_auditevent_changelist": _row(302, 302, 302, 200),
     "admin:auth_group_changelist": _row(302, 302, 302, 200),
 }
 
@@ -85,11 +107,10 @@ def test_every_url_has_an_entry():
     assert not set(MATRIX) - _project_url_names(), "matrix lists URLs that no longer exist"
 
 
-@pytest.fixture
-def objects(db, technician, cell_files):
-    from cases import reviews
-    from cases.services import images_upload
-
+def _build_objects():
+    """One of each record a URL needs, built once for the module (tests.module_data)."""
+    technician = UserFactory(username="matrix-tech", role=Role.TECHNICIAN)
+    cell_files = sorted(CELLS.glob("*/*.jpeg"))
     patient = PatientFactory()
     sample = SampleFactory(patient=patient)
     result = images_upload(actor=technician, sample=sample, files=[("cell.png", image_bytes())])
@@ -100,10 +121,16 @@ def objects(db, technician, cell_files):
     for image in signed.images.all():
         reviews.cell_review(actor=signer, image=image, final_class="EOSINOPHIL")
     reviews.sample_sign(actor=signer, sample=signed, password=PASSWORD)
+    run = make_candidate_run()
     return {
         "patient": patient, "sample": sample, "image": result.accepted[0], "reviewable": reviewable,
-        "reviewable_image": reviewable.images.first(), "signed": signed, "signed_version": signed,
+        "signed": signed, "signed_version": signed, "run": run, "candidate": run.result_version,
+        "field": uploaded_field(technician, sample),
     }
+
+
+objects = module_records(_build_objects)
+_media_in_tmp = module_media  # the records' files stay readable in every test of the module
 
 
 def _url(name, key, objects):
@@ -112,8 +139,6 @@ def _url(name, key, objects):
     obj = objects[key]
     if name == "sample-create":
         return reverse(name, kwargs={"patient_pk": obj.pk})
-    if name == "cell-review":
-        return reverse(name, kwargs={"pk": obj.sample_id, "image_pk": obj.pk})
     if name == "signed-version":
         return reverse(name, kwargs={"pk": obj.pk, "version": 1})
     return reverse(name, kwargs={"pk": obj.pk})

@@ -1,4 +1,4 @@
-"""Make the audit trail and the signatures hash chains (tamper evidence, see cases.audit).
+"""Make the audit trail and the signatures hash chains (tamper evidence, see audit.chain).
 
 Adds seq / prev_hash / hash to both tables and chains the rows that already exist, in id order.
 On PostgreSQL the append-only trigger is switched off for the backfill and on again, inside
@@ -6,9 +6,9 @@ this migration's transaction.
 """
 from django.db import migrations, models
 
-from cases.audit import chain_backfill
+from audit.chain import chain_backfill
 
-# The fields each hash covers, as of this migration (cases.audit.CHAINED_FIELDS may grow later).
+# The fields each hash covers, as of this migration (audit.chain.CHAINED_FIELDS may grow later).
 CHAINED_FIELDS = {
     "AuditEvent": (
         "timestamp", "actor_id", "actor_username", "action", "object_type", "object_id", "object_repr",

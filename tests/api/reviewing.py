@@ -1,7 +1,7 @@
 """Samples at each step of the doctor's review, built through the services (shared by the API tests)."""
 from __future__ import annotations
 
-from cases import reviews
+from review import services as reviews
 
 from ..factories import PASSWORD, make_classified_sample
 from . import images as img

@@ -14,9 +14,12 @@ from rest_framework.test import APIClient
 
 import api.urls
 from accounts.roles import Role
-from classifier.models import ModelVersion, Prediction
+from cases.services import images_upload
 
-from ..factories import PASSWORD, PatientFactory, SampleFactory, UserFactory
+from ..classifier.candidates import make_candidate_run
+from ..factories import PASSWORD, ModelVersionFactory, PatientFactory, PredictionFactory, SampleFactory, UserFactory
+from ..fields.building import reviewable_field, uploaded_field
+from ..module_data import _module_media_root, module_media, module_records  # noqa: F401 (fixtures)
 from . import images as img
 from . import reviewing
 
@@ -36,6 +39,7 @@ ADMIN_ONLY = _row(UNAUTH, 403, 403, 200, 403)
 DOCTOR_READ = _row(UNAUTH, 403, 200, 403, 403)
 DOCTOR_WRITE = DOCTOR_READ
 DOCTOR_CREATE = _row(UNAUTH, 403, 201, 403, 403)
+MODEL_READ = _row(UNAUTH, 403, 200, 200, 403)
 
 # (url name, method) → (kwargs key, request body builder, {role: status})
 MATRIX = {
@@ -49,6 +53,8 @@ MATRIX = {
     ("sample-list", "GET"): (None, None, CLINICAL_READ),
     ("sample-list", "POST"): (None, "sample", TECHNICIAN_CREATE),
     ("sample-detail", "GET"): ("sample", None, CLINICAL_READ),
+    ("sample-detail", "PATCH"): ("sample", "sample-patch", _row(UNAUTH, 200, 403, 403, 403)),
+    ("sample-cancel", "POST"): ("sample", "cancel", _row(UNAUTH, 200, 200, 403, 403)),
     ("sample-images", "GET"): ("sample", None, CLINICAL_READ),
     ("sample-images", "POST"): ("sample", "images", TECHNICIAN_CREATE),
     ("image-file", "GET"): ("image", None, CLINICAL_READ),
@@ -68,6 +74,23 @@ MATRIX = {
     ("sample-report-pdf", "GET"): ("signed", None, CLINICAL_READ),
     ("sample-fhir", "GET"): ("signed", None, CLINICAL_READ),
     ("agreement", "GET"): (None, None, _row(UNAUTH, 403, 200, 200, 403)),
+    # Whole fields: clinical staff read; doctors add a missed cell and reject (or un-reject) a detection
+    # ("field-cell" is a detection of a reviewable sample, "rejected-cell" one a doctor rejected).
+    ("sample-fields", "GET"): ("sample", None, CLINICAL_READ),
+    ("field-detail", "GET"): ("field", None, CLINICAL_READ),
+    ("field-file", "GET"): ("field", None, CLINICAL_READ),
+    ("field-cells", "POST"): ("review-field", "field-cell", DOCTOR_CREATE),
+    ("field-cell-reject", "POST"): ("field-cell", "reject", DOCTOR_WRITE),
+    ("field-cell-reject", "DELETE"): ("rejected-cell", None, DOCTOR_WRITE),
+    ("detection-agreement", "GET"): (None, None, _row(UNAUTH, 403, 200, 200, 403)),
+    # Models fitted to this lab: doctors and admins read, admins act ("run" is a queued run).
+    ("modelversion-comparison", "GET"): ("version", None, MODEL_READ),
+    ("modelversion-shadow", "POST"): ("version", "shadow", ADMIN_ONLY),
+    ("modelactivation-list", "GET"): (None, None, MODEL_READ),
+    ("candidate-run-list", "GET"): (None, None, MODEL_READ),
+    ("candidate-run-list", "POST"): (None, None, _row(UNAUTH, 403, 403, 409, 403)),  # 409: a run is unfinished
+    ("candidate-run-detail", "GET"): ("run", None, MODEL_READ),
+    ("candidate-run-cancel", "POST"): ("run", None, ADMIN_ONLY),
 }
 
 
@@ -120,6 +143,15 @@ class _Objects(dict):
             self[key] = sample
         elif key == "signed":
             self[key] = reviewing.signed_sample(self.technician, UserFactory(role=Role.DOCTOR), cells=2, first_image=9)
+        elif key == "field":
+            self[key] = uploaded_field(self.technician, self["sample"])
+        elif key == "review-field":
+            self[key] = reviewable_field(self.technician, shade=1)
+        elif key == "field-cell":
+            self[key] = self["review-field"].cells.order_by("pk").first()
+        elif key == "rejected-cell":
+            field = reviewable_field(self.technician, shade=2, doctor=UserFactory(role=Role.DOCTOR))
+            self[key] = field.cells.get(rejected_at__isnull=False)
         else:
             raise KeyError(key)
         return self[key]
@@ -130,24 +162,30 @@ def url_kwargs(objects, key) -> dict:
         return {}
     if key == "review-image":
         return {"pk": objects["review"].pk, "image_pk": objects["review-image"].pk}
+    if key in ("field-cell", "rejected-cell"):
+        return {"pk": objects[key].field_id, "image_pk": objects[key].pk}
     return {"pk": objects[key].pk}
 
 
-@pytest.fixture
-def objects(db, technician):
-    from cases.services import images_upload
-
+def _build_objects():
+    """One of each record an endpoint needs, built once for the module (tests.module_data)."""
+    technician = UserFactory(username="matrix-tech", role=Role.TECHNICIAN)
     patient = PatientFactory()
     sample = SampleFactory(patient=patient)
     image = images_upload(actor=technician, sample=sample, files=[("cell.png", img.png(0))]).accepted[0]
-    version = ModelVersion.objects.create(name="v1", file_path="m.keras", sha256="0" * 64, threshold=0.5)
-    prediction = Prediction(image=image, model_version=version, predicted_class="EOSINOPHIL",
-                            probabilities={"EOSINOPHIL": 1.0}, confidence=1.0, unidentified=False, inference_ms=1.0)
-    prediction.heatmap.save("h.png", ContentFile(img.png(1)), save=False)
-    prediction.save()
+    version = ModelVersionFactory(name="v1", threshold=0.5)
+    prediction = PredictionFactory(image=image, model_version=version, predicted_class="EOSINOPHIL",
+                                   heatmap=ContentFile(img.png(1), name="h.png"))
     objects = _Objects(technician)
-    objects.update(patient=patient, sample=sample, image=image, version=version, prediction=prediction)
+    run = make_candidate_run(base=version, status="queued")
+    objects.update(patient=patient, sample=sample, image=image, version=version, prediction=prediction, run=run)
+    for key in ("review", "review-image", "reviewed", "signed", "field", "review-field", "field-cell", "rejected-cell"):
+        objects[key]  # built now, inside the module's transaction, not lazily inside one test's
     return objects
+
+
+objects = module_records(_build_objects)
+_media_in_tmp = module_media  # the records' files stay readable in every test of the module
 
 
 def _body(kind, objects, user):
@@ -160,7 +198,9 @@ def _body(kind, objects, user):
     if kind == "images":
         return {"images": [SimpleUploadedFile("new.png", img.png(2))]}, "multipart"
     if kind == "activate":
-        return {"reason": "matrix"}, "json"
+        return {"reason": "matrix", "password": PASSWORD}, "json"
+    if kind == "shadow":
+        return {"shadow": True}, "json"
     if kind == "cell-review":
         return {"final_class": "LYMPHOCYTE", "comment": "matrix"}, "json"
     if kind == "group-confirm":
@@ -170,6 +210,14 @@ def _body(kind, objects, user):
     if kind == "sign":
         return {"password": PASSWORD, "meaning": "reviewed_and_approved"}, "json"
     if kind == "amend":
+        return {"reason": "matrix"}, "json"
+    if kind == "sample-patch":
+        return {"clinical_notes": "matrix"}, "json"
+    if kind == "cancel":
+        return {"reason": "matrix"}, "json"
+    if kind == "field-cell":
+        return {"box": [200, 150, 300, 250]}, "json"
+    if kind == "reject":
         return {"reason": "matrix"}, "json"
     return None, None
 

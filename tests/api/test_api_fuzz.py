@@ -26,9 +26,8 @@ from schemathesis.checks import (
 from accounts.roles import Role
 from api.throttling import DEFAULT_RATES, HVScopedRateThrottle
 from cases.services import images_upload
-from classifier.models import ModelVersion, Prediction
 
-from ..factories import PatientFactory, SampleFactory, UserFactory
+from ..factories import ModelVersionFactory, PatientFactory, PredictionFactory, SampleFactory, UserFactory
 from . import images as img
 from . import reviewing
 
@@ -139,11 +138,9 @@ def test_no_server_errors_on_any_operation(api_schema, tokens, technician, revie
     monkeypatch.setattr(HVScopedRateThrottle, "THROTTLE_RATES", {scope: "100000/min" for scope in DEFAULT_RATES})
     sample = SampleFactory(patient=PatientFactory())
     image = images_upload(actor=technician, sample=sample, files=[("cell.png", img.png(0))]).accepted[0]
-    version = ModelVersion.objects.create(name="fuzz-v1", file_path="m.keras", sha256="0" * 64, threshold=0.5)
-    prediction = Prediction(image=image, model_version=version, predicted_class="LYMPHOCYTE",
-                            probabilities={"LYMPHOCYTE": 0.9}, confidence=0.9, unidentified=False, inference_ms=3.0)
-    prediction.heatmap.save("h.png", ContentFile(img.png(1)), save=False)
-    prediction.save()
+    version = ModelVersionFactory(name="fuzz-v1", threshold=0.5)
+    prediction = PredictionFactory(image=image, model_version=version, predicted_class="LYMPHOCYTE",
+                                   heatmap=ContentFile(img.png(1), name="h.png"))
     # Doctor review: one sample awaiting review (sign-off gets random passwords: 400, nothing locked),
     # one signed by the fuzzing doctor (amended at most once, its reports stay readable).
     review_sample = reviewing.reviewable_sample(technician, cells=3, first_image=2)

@@ -5,10 +5,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cases.models import AuditEvent, Patient, Sample, SampleStatus
-from classifier.models import ModelVersion
+from audit.models import AuditEvent
+from cases.models import Patient, Sample, SampleStatus
 
-from ..factories import PatientFactory, SampleFactory
+from ..factories import PASSWORD, ModelVersionFactory, PatientFactory, SampleFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -179,8 +179,8 @@ def test_sample_detail(doctor_api, sample):
 
 @pytest.fixture
 def versions(db):
-    old = ModelVersion.objects.create(name="v1", file_path="a.keras", sha256="1" * 64, threshold=0.5, is_active=True)
-    new = ModelVersion.objects.create(name="v2", file_path="b.keras", sha256="2" * 64, threshold=0.55)
+    old = ModelVersionFactory(name="v1", threshold=0.5, is_active=True)
+    new = ModelVersionFactory(name="v2", threshold=0.55)
     return old, new
 
 
@@ -193,12 +193,13 @@ def test_model_versions_are_listed_for_clinical_roles(client_for, versions):
 
 def test_admin_activates_a_model_version_through_the_service(admin_api, versions):
     old, new = versions
-    response = admin_api.post(reverse("api:modelversion-activate", args=[new.pk]), {"reason": "better"},
-                              format="json")
+    response = admin_api.post(reverse("api:modelversion-activate", args=[new.pk]),
+                              {"reason": "better", "password": PASSWORD}, format="json")
     assert response.status_code == 200
-    assert response.json()["is_active"] is True
+    assert response.json()["version"]["name"] == "v2" and response.json()["previous_version"]["name"] == "v1"
+    new.refresh_from_db()
     old.refresh_from_db()
-    assert old.is_active is False
+    assert new.is_active is True and old.is_active is False
     event = AuditEvent.objects.filter(object_type="classifier.modelversion", object_id=str(new.pk)).latest("pk")
     assert event.actor_username == "admin1"
     assert event.reason == "better"

@@ -12,8 +12,10 @@ from pypdf import PdfReader
 
 from accounts.roles import Role
 from api.throttling import HVScopedRateThrottle
-from cases import reviews
-from cases.models import AuditEvent, CellReview, SampleStatus, Signature
+from audit.models import AuditEvent
+from cases.models import SampleStatus
+from review import services as reviews
+from review.models import CellReview, Signature
 
 from ..factories import PASSWORD, SampleFactory, UserFactory
 from . import images as img
@@ -111,7 +113,7 @@ def test_confirm_group_and_reclassify_through_the_api(doctor_api, doctor, review
 
     calls = []
     real = reviews.cell_review
-    monkeypatch.setattr("cases.reviews.cell_review", lambda **kw: calls.append(kw) or real(**kw))
+    monkeypatch.setattr("review.services.cell_review", lambda **kw: calls.append(kw) or real(**kw))
     image = reviewable.images.order_by("pk")[2]  # AI: lymphocyte
     response = doctor_api.post(_url("cell-review", reviewable, image.pk),
                                {"final_class": "MONOCYTE", "comment": "atypical?"}, format="json")
@@ -124,7 +126,7 @@ def test_confirm_group_and_reclassify_through_the_api(doctor_api, doctor, review
     assert rows["MONOCYTE"]["final_count"] == 1 and rows["NEUTROPHIL"]["final_count"] == 2
     assert rows["MONOCYTE"]["final_percent"] == "33.3" and rows["MONOCYTE"]["absolute"] == "2.67"
     assert body["differential"]["unreviewed"] == 3
-    event = AuditEvent.objects.filter(object_type="cases.cellreview", object_id=str(CellReview.objects.get(
+    event = AuditEvent.objects.filter(object_type="review.cellreview", object_id=str(CellReview.objects.get(
         image=image).pk), action="create").get()
     assert event.actor_id == doctor.pk and event.new_values["final_class"] == "MONOCYTE"
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -13,8 +14,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from api.throttling import HVScopedRateThrottle
-from cases.models import AuditEvent, CellImage, Patient, Sample
-from cases.services import InvalidTransition, NotAllowed
+from audit.models import AuditEvent
+from cases.errors import InvalidState, InvalidTransition, NotAllowed
+from cases.models import CellImage, Patient, Sample
 
 from ..factories import PASSWORD, SampleFactory
 from . import images as img
@@ -171,6 +173,8 @@ def test_session_reads_work_and_token_writes_need_no_csrf(technician):
     [
         (lambda s: NotAllowed("Your role does not allow this action."), 403),
         (lambda s: InvalidTransition(s, "signed"), 409),
+        (lambda s: InvalidState("The sample is signed and locked."), 409),
+        (lambda s: ValidationError({"reason": "A reason is required."}), 400),
         (lambda s: ValueError("A reason is required."), 400),
     ],
 )
@@ -185,7 +189,8 @@ def test_service_exceptions_are_mapped(tech_api, patient, monkeypatch, exc, stat
         reverse("api:sample-list"), {"patient": patient.pk, "collected_at": "2026-11-01T08:00:00Z"}, format="json"
     )
     assert response.status_code == status
-    assert response.json()["detail"]
+    body = response.json()
+    assert body.get("detail") or body.get("reason")  # a field-keyed ValidationError is shown on its field
 
 
 def test_unexpected_error_is_json_500_without_details_and_rolled_back(tech_api, monkeypatch, caplog):

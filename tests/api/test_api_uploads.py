@@ -3,14 +3,16 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from cases.models import AuditEvent, CellImage, ImageStatus, SampleStatus
-from classifier.models import ModelVersion, Prediction
+from audit.models import AuditEvent
+from cases.models import CellImage, ImageStatus, SampleStatus
+from cases.services import image_set_status
 from classifier.preprocessing import load_image
 
-from ..factories import SampleFactory
+from ..factories import ModelVersionFactory, PredictionFactory, SampleFactory
 from . import images as img
 
 pytestmark = pytest.mark.django_db
@@ -209,19 +211,13 @@ def classified(tech_api, sample):
     """A sample with two images, one of them classified (with a heatmap) by an active model."""
     body = upload(tech_api, sample.pk, ("a.png", img.png(0)), ("b.png", img.png(1))).json()
     first = CellImage.objects.get(pk=body["accepted"][0]["id"])
-    version = ModelVersion.objects.create(name="v-test", file_path="m.keras", sha256="a" * 64, threshold=0.6,
-                                          is_active=True)
-    prediction = Prediction(
+    version = ModelVersionFactory(name="v-test", threshold=0.6, is_active=True)
+    prediction = PredictionFactory(
         image=first, model_version=version, predicted_class="MONOCYTE",
         probabilities={"EOSINOPHIL": 0.05, "LYMPHOCYTE": 0.1, "MONOCYTE": 0.8, "NEUTROPHIL": 0.05},
-        confidence=0.8, unidentified=False, inference_ms=12.0,
+        confidence=0.8, heatmap=ContentFile(img.png(2), name="h.png"),
     )
-    from django.core.files.base import ContentFile
-
-    prediction.heatmap.save("h.png", ContentFile(img.png(2)), save=False)
-    prediction.save()
-    first.status = ImageStatus.CLASSIFIED
-    first.save()
+    image_set_status(image=first, status=ImageStatus.CLASSIFIED)
     return {"sample": sample, "image": first, "prediction": prediction, "version": version}
 
 

@@ -5,7 +5,7 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from django.urls import reverse
 
-from cases.models import AuditEvent
+from audit.models import AuditEvent
 from cases.services import patient_create, patient_update, sample_create
 
 from ..factories import PASSWORD

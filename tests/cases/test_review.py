@@ -1,20 +1,25 @@
 import datetime
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
 from accounts.roles import Role
-from cases import review_selectors as rs
-from cases import reviews
-from cases.models import AuditEvent, CellReview, SampleStatus, Signature
-from cases.reports import LOINC_ABSOLUTE, LOINC_PERCENT, fhir_diagnostic_report
-from cases.services import NotAllowed
+from audit.models import AuditEvent
+from cases.errors import InvalidState, NotAllowed
+from cases.models import SampleStatus
+from review import selectors as rs
+from review import services as reviews
+from review.models import CellReview, Signature
+from review.reports import LOINC_ABSOLUTE, LOINC_PERCENT, fhir_diagnostic_report
 
 from ..factories import PASSWORD, SampleFactory, UserFactory, make_classified_sample
 
@@ -54,7 +59,11 @@ def test_differential_arithmetic(doctor, reviewable):
     rows = {r.cell_class: r for r in diff.rows}
     assert diff.ai_total == 6 and diff.final_total == 5 and diff.excluded == 1 and diff.unreviewed == 0
     assert (rows["NEUTROPHIL"].ai_count, rows["NEUTROPHIL"].ai_percent) == (3, Decimal("50.0"))
-    assert (rows["MONOCYTE"].ai_count, rows["MONOCYTE"].ai_percent) == (1, Decimal("16.7"))
+    # 3 × 16.67: largest remainder gives the two classes named first 16.7 and the third 16.6 (sum 100.0).
+    assert [rows[c].ai_percent for c in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE")] == [Decimal("16.7")] * 2 + [
+        Decimal("16.6")
+    ]
+    assert sum(r.ai_percent for r in diff.rows) == Decimal("100.0")
     assert (rows["NEUTROPHIL"].final_count, rows["NEUTROPHIL"].final_percent) == (2, Decimal("40.0"))
     assert rows["NEUTROPHIL"].absolute == Decimal("3.20")  # 8.0 × 2/5
     assert rows["LYMPHOCYTE"].absolute == Decimal("3.20")
@@ -90,7 +99,7 @@ def test_sign_off_refused_while_cells_are_unreviewed_or_unidentified(doctor, rev
 
 def test_sign_off_refused_with_a_wrong_password(doctor, reviewable):
     _review_all(doctor, reviewable)
-    with pytest.raises(reviews.SignOffBlocked, match="password is not correct"):
+    with pytest.raises(reviews.WrongPassword, match="password is not correct"):
         reviews.sample_sign(actor=doctor, sample=reviewable, password="not-my-password")
     reviewable.refresh_from_db()
     assert reviewable.status == SampleStatus.AWAITING_REVIEW
@@ -122,11 +131,11 @@ def test_sign_off_and_review_refused_to_technicians(technician, reviewable, clie
 def test_signed_sample_is_locked(doctor, reviewable):
     _review_all(doctor, reviewable)
     reviews.sample_sign(actor=doctor, sample=reviewable, password=PASSWORD)
-    with pytest.raises(NotAllowed, match="locked|signed"):
+    with pytest.raises(InvalidState, match="locked|signed"):
         reviews.cell_review(actor=doctor, image=reviewable.images.first(), final_class="MONOCYTE")
-    with pytest.raises(NotAllowed):
+    with pytest.raises(InvalidState):
         reviews.sample_comment_set(actor=doctor, sample=reviewable, comment="late change")
-    with pytest.raises(NotAllowed):  # nothing left to confirm, still refused: the sample is locked
+    with pytest.raises(InvalidState):  # nothing left to confirm, still refused: the sample is locked
         reviews.group_confirm(actor=doctor, sample=reviewable, ai_class="NEUTROPHIL")
     signature = Signature.objects.get()
     with pytest.raises(PermissionError):
@@ -139,7 +148,7 @@ def test_amendment_keeps_the_original_and_needs_a_new_signature(doctor, reviewab
     _review_all(doctor, reviewable)
     reviews.sample_comment_set(actor=doctor, sample=reviewable, comment="Original comment")
     first = reviews.sample_sign(actor=doctor, sample=reviewable, password=PASSWORD)
-    with pytest.raises(ValueError, match="reason"):
+    with pytest.raises(ValidationError, match="reason"):
         reviews.sample_amend(actor=doctor, sample=reviewable, reason="  ")
     reviews.sample_amend(actor=doctor, sample=reviewable, reason="Cell 4 is a monocyte")
     reviewable.refresh_from_db()
@@ -233,22 +242,31 @@ def test_fhir_export_has_the_diagnostic_report_shape(client, doctor, reviewable)
     assert fhir_diagnostic_report(sample=reviewable, signature=sig)["entry"][0]["resource"]["status"] == "final"
 
 
-def test_keyboard_review_endpoint_returns_live_differential(client, doctor, reviewable):
+def test_keyboard_review_calls_the_api_with_the_page_session(doctor, reviewable):
+    """What static/js/review.js does: the page's session cookie and CSRF token against /api/v1/."""
+    client = Client(enforce_csrf_checks=True)
     client.force_login(doctor)
+    page = client.get(reverse("sample-review", args=[reviewable.pk]))
     image = reviewable.images.order_by("pk").first()
-    url = reverse("cell-review", args=[reviewable.pk, image.pk])
-    response = client.post(url, json.dumps({"final_class": "LYMPHOCYTE", "comment": "atypical?"}),
-                           content_type="application/json")
+    api_url = reverse("api:cell-review", args=[reviewable.pk, image.pk])
+    assert f'data-review-url="{api_url}"' in page.content.decode()
+    body = json.dumps({"final_class": "LYMPHOCYTE", "comment": "atypical?"})
+    assert client.post(api_url, body, content_type="application/json").status_code == 403  # no CSRF token
+    csrf = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value}
+    response = client.post(api_url, body, content_type="application/json", **csrf)
     assert response.status_code == 200
     state = response.json()
     lymph = next(r for r in state["differential"]["rows"] if r["class"] == "LYMPHOCYTE")
     assert lymph["final_count"] == 1 and lymph["final_percent"] == "100.0"
-    assert state["cells"][str(image.pk)] == {"final_class": "LYMPHOCYTE", "comment": "atypical?", "group": "NEUTROPHIL"}
-    bad = client.post(url, "{not json", content_type="application/json")
-    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
-    unknown = client.post(url, json.dumps({"final_class": "PLATELET"}), content_type="application/json")
-    assert unknown.status_code == 400
-    event = AuditEvent.objects.filter(object_type="cases.cellreview", action="create").get()
+    cell = state["cell"]
+    # Reclassified: the gallery shows it with the lymphocytes now, noting the AI's class.
+    assert (cell["final_class"], cell["comment"], cell["group"], cell["reclassified"]) == (
+        "LYMPHOCYTE", "atypical?", "LYMPHOCYTE", True)
+    bad = client.post(api_url, "{not json", content_type="application/json", **csrf)
+    assert bad.status_code == 400 and "JSON parse error" in bad.json()["detail"]
+    unknown = client.post(api_url, json.dumps({"final_class": "PLATELET"}), content_type="application/json", **csrf)
+    assert unknown.status_code == 400 and "final_class" in unknown.json()
+    event = AuditEvent.objects.filter(object_type="review.cellreview", action="create").get()
     assert event.new_values["final_class"] == "LYMPHOCYTE" and event.actor_id == doctor.pk
 
 
@@ -257,9 +275,11 @@ def test_review_page_and_sign_through_the_page(client, doctor, reviewable):
     page = client.get(reverse("sample-review", args=[reviewable.pk])).content.decode()
     assert "Unidentified (low confidence)" in page and "Sign electronically" in page
     _review_all(doctor, reviewable)
-    bad = client.post(reverse("sample-sign", args=[reviewable.pk]), {"password": "nope"})
+    page = client.get(reverse("sample-review", args=[reviewable.pk])).content.decode()
+    shown = re.search(r'name="result_sha256" id="result-sha256" value="([0-9a-f]{64})"', page).group(1)
+    bad = client.post(reverse("sample-sign", args=[reviewable.pk]), {"password": "nope", "result_sha256": shown})
     assert bad.status_code == 400 and "password is not correct" in bad.content.decode()
-    ok = client.post(reverse("sample-sign", args=[reviewable.pk]), {"password": PASSWORD,
+    ok = client.post(reverse("sample-sign", args=[reviewable.pk]), {"password": PASSWORD, "result_sha256": shown,
                                                                     "meaning": "reviewed_and_approved"})
     assert ok.status_code == 302
     detail = client.get(ok["Location"]).content.decode()

@@ -2,8 +2,10 @@ import itertools
 
 import pytest
 
-from cases.models import ALLOWED_TRANSITIONS, AuditEvent, SampleStatus
-from cases.services import InvalidTransition, sample_transition
+from audit.models import AuditEvent
+from cases.errors import InvalidTransition
+from cases.models import ALLOWED_TRANSITIONS, SampleStatus
+from cases.services import sample_transition
 
 from ..factories import SampleFactory
 

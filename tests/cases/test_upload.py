@@ -6,8 +6,10 @@ import pytest
 from django.urls import reverse
 from PIL import Image
 
-from cases.models import AuditEvent, CellImage, SampleStatus
-from cases.services import NotAllowed, images_upload
+from audit.models import AuditEvent
+from cases.errors import NotAllowed
+from cases.models import CellImage, SampleStatus
+from cases.services import images_upload
 from cases.validation import ImageRejected, validate_image_bytes
 
 from ..factories import SampleFactory, image_bytes

@@ -25,6 +25,7 @@ def test_prepare_image_shape_and_dtype():
     assert arr.shape == INPUT_SHAPE and arr.dtype == np.uint8
 
 
+@pytest.mark.slow  # imports TensorFlow (tf.data)
 def test_tf_data_pipeline_uses_the_serving_function_exactly():
     from training.data import list_images, make_tf_dataset
 

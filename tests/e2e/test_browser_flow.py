@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 from pypdf import PdfReader
 
 from accounts.roles import Role
-from cases.models import AuditEvent, Sample, SampleStatus
+from audit.models import AuditEvent
+from cases.models import Sample, SampleStatus
 from classifier import services as classifier_services
 from classifier.inference import default_card_path, default_model_path
 from hematovision.celery import app
@@ -152,5 +153,5 @@ def test_technician_to_doctor_to_admin(live_server, browser, worker, cell_files)
     page.click("button:has-text('Filter')")
     page.wait_for_selector("td:has-text('doctor')")
     _shot(page, "06-audit-trail")
-    assert AuditEvent.objects.filter(object_type="cases.signature", actor_username="doctor").exists()
+    assert AuditEvent.objects.filter(object_type="review.signature", actor_username="doctor").exists()
     assert AuditEvent.objects.filter(action="download", actor_username="doctor").exists()

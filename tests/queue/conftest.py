@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from classifier.inference import CellPrediction
-from classifier.models import ModelVersion
+
+from ..factories import ModelVersionFactory
 
 
 class FakeClassifier:
@@ -38,9 +39,7 @@ class FakeClassifier:
 
 @pytest.fixture
 def fake_model(db, monkeypatch):
-    version = ModelVersion.objects.create(
-        name="fake-v1", file_path="/nonexistent.keras", sha256="f" * 64, threshold=0.5, is_active=True
-    )
+    version = ModelVersionFactory(name="fake-v1", sha256=FakeClassifier.sha256, threshold=0.5, is_active=True)
     clf = FakeClassifier()
     monkeypatch.setattr("classifier.services._load_active_classifier", lambda v: clf)
     return version, clf

@@ -12,11 +12,12 @@ from django.urls import reverse
 
 from api import review_views as api_review_views
 from api import views as api_views
-from cases import review_views, views
+from audit.models import AuditEvent
+from cases import views
 from cases.downloads import DOWNLOAD_CSP
-from cases.models import AuditEvent
 from cases.services import images_upload
 from cases.validation import ACCEPTED_FORMATS, FORMAT_EXTENSIONS, FORMAT_MEDIA_TYPES
+from review import views as review_views
 
 from ..api import images as img
 from ..api.conftest import token_client

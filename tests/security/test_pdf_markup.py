@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 from pypdf import PdfReader
 
-from cases import reviews
-from cases.reports import render_pdf
+from review import services as reviews
+from review.reports import render_pdf
 
 from ..api import images as img
 from ..api.conftest import token_client

@@ -15,8 +15,8 @@ from django.urls import reverse
 from accounts.models import User
 from accounts.roles import SEPARATION_OF_DUTIES, Role, has_role
 from accounts.services import user_roles_set
-from cases import reviews
-from cases.services import NotAllowed
+from cases.errors import NotAllowed
+from review import services as reviews
 
 from ..factories import PASSWORD, UserFactory
 

@@ -5,7 +5,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.roles import Role
-from cases.models import SampleStatus, Signature
+from cases.models import SampleStatus
+from review import selectors as rs
+from review.models import Signature
 
 from ..api.reviewing import review_all, reviewable_sample
 from ..factories import PASSWORD, UserFactory
@@ -22,8 +24,10 @@ def reviewed(technician, doctor):
 
 
 def _page_sign(client, sample, password):
+    shown = rs.result_sha256(rs.result_snapshot(sample=sample))  # what the review page sends with the password
     response = client.post(reverse("sample-sign", args=[sample.pk]),
-                           {"password": password, "meaning": "reviewed_and_approved"}, REMOTE_ADDR="10.0.0.7")
+                           {"password": password, "meaning": "reviewed_and_approved", "result_sha256": shown},
+                           REMOTE_ADDR="10.0.0.7")
     return response.status_code, [str(m) for m in response.context["messages"]] if response.context else []
 
 

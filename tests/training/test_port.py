@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import lite0
-from training.convert import DEFAULT_WEIGHTS, convert_state_dict, load_imagenet_weights, read_weights
-
+# training.convert and training.lite0 import Keras: they are imported inside the tests, since
+# collecting this module (which the fast lane `-m "not slow"` does too) must stay cheap.
 pytestmark = pytest.mark.slow  # trains / runs the backbone
 
 FIXTURE = Path(__file__).parent / "data" / "lite0_reference.npz"
@@ -21,12 +20,13 @@ HAS_TORCH = (
 
 
 def _keras_features(images: np.ndarray, weights=None) -> np.ndarray:
+    from training import lite0
+    from training.convert import apply_weights, load_imagenet_weights
+
     model = lite0.build_backbone(images.shape[1:])
     if weights is None:
         load_imagenet_weights(model)
     else:
-        from training.convert import apply_weights
-
         apply_weights(model, weights)
     return np.asarray(model.predict(images.astype(np.float32), verbose=0))
 
@@ -42,12 +42,17 @@ def _assert_close(keras_feats: np.ndarray, torch_feats: np.ndarray) -> None:
 
 def test_committed_port_matches_pytorch_reference_features():
     """Runs without torch: committed Keras weights vs features PyTorch computed on real cells."""
+    from training.convert import DEFAULT_WEIGHTS
+
     ref = np.load(FIXTURE)
     assert DEFAULT_WEIGHTS.exists(), "run `python -m training convert` to create the ported weights"
     _assert_close(_keras_features(ref["images"]), ref["features"])
 
 
 def test_ported_weights_cover_every_backbone_layer():
+    from training import lite0
+    from training.convert import DEFAULT_WEIGHTS, read_weights
+
     weights = read_weights(DEFAULT_WEIGHTS)
     model = lite0.build_backbone((168, 224, 3))
     assert set(weights) == set(lite0.backbone_layer_names(model))
@@ -59,7 +64,7 @@ def test_ported_weights_cover_every_backbone_layer():
 def test_fresh_port_matches_pytorch_on_real_images():
     import torch
 
-    from training.convert import torch_state_dict_numpy
+    from training.convert import DEFAULT_WEIGHTS, convert_state_dict, read_weights, torch_state_dict_numpy
     from training.torch_lite0 import load_torch_lite0, torch_normalize
 
     ref = np.load(FIXTURE)
