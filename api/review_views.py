@@ -220,7 +220,9 @@ class SampleCommentView(APIBase, APIView):
         **UNSUPPORTED,
         **ERRORS,
         **NOT_FOUND,
-        409: OpenApiResponse(s.SignBlockedSerializer, description="Sign-off is blocked; the reasons are listed"),
+        409: OpenApiResponse(
+            s.SignBlockedSerializer, description="Sign-off is blocked (the reasons are listed), or the result changed"
+        ),
         429: OpenApiResponse(s.ErrorSerializer, description="Rate limited"),
     },
 )

@@ -447,7 +447,11 @@ class SignRequestSerializer(serializers.Serializer):
 
 class SignBlockedSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    sign_off_blockers = serializers.ListField(child=serializers.CharField())
+    sign_off_blockers = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="What blocks sign-off; absent when the 409 is for another reason (the result changed, the state)",
+    )
 
 
 class SignatureSerializer(serializers.ModelSerializer):

@@ -353,7 +353,8 @@ class SampleImagesView(APIBase, generics.ListAPIView):
         files = request.FILES.getlist("images")
         if not files:
             detail = "Choose at least one image file (multipart field 'images')."
-            return Response({"detail": detail, "accepted": [], "rejected": []}, status=status.HTTP_400_BAD_REQUEST)
+            body = {"detail": detail, "accepted": [], "fields": [], "decisions": [], "rejected": []}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
         kind = request.data.get("kind") or UploadKind.AUTO
         result = services.images_upload(
             actor=request.user, sample=sample, files=((f.name, f) for f in files), kind=kind
