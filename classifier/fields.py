@@ -24,6 +24,7 @@ from cases.models import FIELD_PENDING_STATUSES, Field, FieldStatus, Sample, Sam
 from . import selectors
 from .detection import FieldImageError, crop_cell, detect_field, looks_like_field
 from .preprocessing import load_image
+from .services import resend_or_fail_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +78,16 @@ def sweep_stuck_fields(
             received_older_than=received_older_than, detecting_older_than=detecting_older_than
         ).values_list("pk", "attempts", "sample_id")
     )
-    resend = []
-    for pk, attempts, sample_id in stuck:
-        if attempts >= settings.HV_MAX_CLASSIFY_ATTEMPTS:
-            case_services.field_set_status(
-                field=Field.objects.get(pk=pk), status=FieldStatus.FAILED,
-                error_message=f"White-cell detection did not complete after {attempts} attempts.",
-            )
-            _refresh_sample(sample_id=sample_id)
-        else:
-            resend.append(pk)
-    if resend:
-        Field.objects.filter(pk__in=resend).update(status_changed_at=timezone.now())
-        enqueue_detection(field_ids=resend)
+
+    def fail(*, pk: int, attempts: int) -> None:
+        case_services.field_set_status(
+            field=Field.objects.get(pk=pk), status=FieldStatus.FAILED,
+            error_message=f"White-cell detection did not complete after {attempts} attempts.",
+        )
+
+    resend = resend_or_fail_stuck(
+        stuck=stuck, rows=Field.objects, fail=fail, send=lambda pks: enqueue_detection(field_ids=pks)
+    )
     if stuck:
         logger.info("Sweeper: %d stuck field(s), %d re-enqueued", len(stuck), len(resend))
     return len(resend)

@@ -37,24 +37,32 @@ def model_activations() -> QuerySet[ModelActivation]:
     return ModelActivation.objects.select_related("version", "previous_version", "activated_by")
 
 
+def _stuck(rows, *, waiting: tuple[str, datetime.timedelta], working: tuple[str, datetime.timedelta]) -> QuerySet:
+    """Rows left too long in the waiting or the working status, each ``(status, older_than)``."""
+    now = timezone.now()
+    return rows.filter(status=waiting[0], status_changed_at__lt=now - waiting[1]) | rows.filter(
+        status=working[0], status_changed_at__lt=now - working[1]
+    )
+
+
 def images_to_sweep(
     *, queued_older_than: datetime.timedelta, classifying_older_than: datetime.timedelta
 ) -> QuerySet[CellImage]:
     """Images that should have been classified by now: lost messages, killed workers."""
-    now = timezone.now()
-    return CellImage.objects.filter(
-        status=ImageStatus.QUEUED, status_changed_at__lt=now - queued_older_than
-    ) | CellImage.objects.filter(status=ImageStatus.CLASSIFYING, status_changed_at__lt=now - classifying_older_than)
+    return _stuck(
+        CellImage.objects, waiting=(ImageStatus.QUEUED, queued_older_than),
+        working=(ImageStatus.CLASSIFYING, classifying_older_than),
+    )
 
 
 def fields_to_sweep(
     *, received_older_than: datetime.timedelta, detecting_older_than: datetime.timedelta
 ) -> QuerySet[Field]:
     """Fields that should have been detected by now: lost messages, killed workers."""
-    now = timezone.now()
-    return Field.objects.filter(
-        status=FieldStatus.RECEIVED, status_changed_at__lt=now - received_older_than
-    ) | Field.objects.filter(status=FieldStatus.DETECTING, status_changed_at__lt=now - detecting_older_than)
+    return _stuck(
+        Field.objects, waiting=(FieldStatus.RECEIVED, received_older_than),
+        working=(FieldStatus.DETECTING, detecting_older_than),
+    )
 
 
 def _predictions_newest_first() -> QuerySet[Prediction]:

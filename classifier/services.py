@@ -79,6 +79,22 @@ def enqueue_classification(*, image_ids: list[int]) -> None:
             logger.exception("Could not enqueue images %s; the sweeper will send them again", batch)
 
 
+def resend_or_fail_stuck(*, stuck: list[tuple[int, int, int]], rows, fail, send) -> list[int]:
+    """Fail the stuck ``(pk, attempts, sample_id)`` rows tried too often, touch and re-send the rest."""
+    resend = []
+    for pk, attempts, sample_id in stuck:
+        if attempts >= settings.HV_MAX_CLASSIFY_ATTEMPTS:
+            fail(pk=pk, attempts=attempts)
+            _refresh_sample(sample_id=sample_id)
+        else:
+            resend.append(pk)
+    if resend:
+        # Touch them so the next sweep waits a full period before sending them again.
+        rows.filter(pk__in=resend).update(status_changed_at=timezone.now())
+        send(resend)
+    return resend
+
+
 def sweep_stuck_images(
     *,
     queued_older_than: datetime.timedelta | None = None,
@@ -94,22 +110,17 @@ def sweep_stuck_images(
             queued_older_than=queued_older_than, classifying_older_than=classifying_older_than
         ).values_list("pk", "attempts", "sample_id")
     )
-    resend = []
-    for pk, attempts, sample_id in stuck:
-        if attempts >= settings.HV_MAX_CLASSIFY_ATTEMPTS:
-            image = CellImage.objects.get(pk=pk)
-            case_services.image_set_status(
-                image=image,
-                status=ImageStatus.FAILED,
-                error_message=f"Classification did not complete after {attempts} attempts.",
-            )
-            _refresh_sample(sample_id=sample_id)
-        else:
-            resend.append(pk)
-    if resend:
-        # Touch them so the next sweep waits a full period before sending them again.
-        CellImage.objects.filter(pk__in=resend).update(status_changed_at=timezone.now())
-        enqueue_classification(image_ids=resend)
+
+    def fail(*, pk: int, attempts: int) -> None:
+        case_services.image_set_status(
+            image=CellImage.objects.get(pk=pk),
+            status=ImageStatus.FAILED,
+            error_message=f"Classification did not complete after {attempts} attempts.",
+        )
+
+    resend = resend_or_fail_stuck(
+        stuck=stuck, rows=CellImage.objects, fail=fail, send=lambda pks: enqueue_classification(image_ids=pks)
+    )
     if stuck:
         logger.info("Sweeper: %d stuck image(s), %d re-enqueued", len(stuck), len(resend))
     return len(resend)
@@ -194,20 +205,26 @@ def _fail(*, image: CellImage, message: str) -> None:
     case_services.image_set_status(image=image, status=ImageStatus.FAILED, error_message=message)
 
 
+def _prediction_from(result, *, image: CellImage, version: ModelVersion, served: bool) -> Prediction:
+    """An unsaved Prediction of ``version`` for ``image`` from one classifier result."""
+    return Prediction(
+        image=image,
+        model_version=version,
+        predicted_class=result.label,
+        probabilities=result.probabilities,
+        confidence=result.confidence,
+        unidentified=result.unidentified,
+        cell_found=result.cell_found,
+        inference_ms=result.inference_ms,
+        served=served,
+    )
+
+
 def _store(*, image: CellImage, version: ModelVersion, result) -> None:
     with transaction.atomic():
         try:
             with transaction.atomic():
-                prediction = Prediction(
-                    image=image,
-                    model_version=version,
-                    predicted_class=result.label,
-                    probabilities=result.probabilities,
-                    confidence=result.confidence,
-                    unidentified=result.unidentified,
-                    cell_found=result.cell_found,
-                    inference_ms=result.inference_ms,
-                )
+                prediction = _prediction_from(result, image=image, version=version, served=True)
                 if result.heatmap_png:
                     prediction.heatmap.save(f"{image.pk}-{version.pk}.png", ContentFile(result.heatmap_png), save=False)
                 prediction.save()
@@ -277,17 +294,7 @@ def _classify_in_shadow(*, images: list[CellImage], decoded: list) -> None:
             for image, result in zip(images, results, strict=True):
                 try:
                     with transaction.atomic():
-                        Prediction.objects.create(
-                            image=image,
-                            model_version=shadow,
-                            predicted_class=result.label,
-                            probabilities=result.probabilities,
-                            confidence=result.confidence,
-                            unidentified=result.unidentified,
-                            cell_found=result.cell_found,
-                            inference_ms=result.inference_ms,
-                            served=False,
-                        )
+                        _prediction_from(result, image=image, version=shadow, served=False).save(force_insert=True)
                 except IntegrityError:
                     pass  # a redelivered task: the shadow prediction is stored already
     except Exception:  # noqa: BLE001 - the shadow model must never cost the served classification

@@ -1,7 +1,6 @@
 import io
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageDraw
 
 from cases.models import UploadKind
@@ -9,8 +8,7 @@ from cases.services import images_upload
 from classifier import fields as field_services
 from classifier import services as classifier_services
 
-from ..factories import ModelVersionFactory
-from ..queue.conftest import FakeClassifier
+from ..queue.conftest import fake_model  # noqa: F401 - the fields tests share the queue's fake model
 
 FIELDS = Path(__file__).resolve().parents[1] / "fixtures" / "fields"
 TWO_INSIDE, ONE_AT_EDGE = "BloodImage_00010", "BloodImage_00043"
@@ -29,14 +27,6 @@ def blank_field_bytes() -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture
-def fake_model(db, monkeypatch):
-    version = ModelVersionFactory(name="fake-v1", sha256=FakeClassifier.sha256, threshold=0.5, is_active=True)
-    clf = FakeClassifier()
-    monkeypatch.setattr("classifier.services._load_active_classifier", lambda v: clf)
-    return version, clf
 
 
 def run_worker_path(sample) -> None:
