@@ -187,7 +187,11 @@ def test_request_without_files_is_400(tech_api, sample, nothing_written):
         response = tech_api.post(upload_url(sample.pk), {"note": "no files"}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {
-        "detail": "Choose at least one image file (multipart field 'images').", "accepted": [], "rejected": []
+        "detail": "Choose at least one image file (multipart field 'images').",
+        "accepted": [],
+        "fields": [],
+        "decisions": [],
+        "rejected": [],
     }
 
 
