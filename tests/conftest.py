@@ -95,14 +95,12 @@ def _small_samples_signable():
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under xdist (``-n``, ``--dist loadgroup``) some tests stay on one xdist worker: the worker tests
-    (their setup purges the one broker's queues), and each module whose records are built once
-    (tests/module_data.py), which would otherwise be built again on every xdist worker."""
+    """Under xdist (``-n``, ``--dist loadgroup``) each test module runs on one xdist worker, so records
+    built once per module (tests/module_data.py) are built once, not on every worker; and the worker
+    tests all run on the same one, since their setup purges the one broker's queues."""
     for item in items:
-        if item.get_closest_marker("worker"):
-            item.add_marker(pytest.mark.xdist_group("workers"))
-        elif "_module_media_root" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        group = "workers" if item.get_closest_marker("worker") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -123,6 +123,7 @@ def _build_objects():
     reviews.sample_sign(actor=signer, sample=signed, password=PASSWORD)
     run = make_candidate_run()
     return {
+        "users": {role: UserFactory(role=role) for role in ROLES[1:]},  # one per role, shared by the tests
         "patient": patient, "sample": sample, "image": result.accepted[0], "reviewable": reviewable,
         "signed": signed, "signed_version": signed, "run": run, "candidate": run.result_version,
         "field": uploaded_field(technician, sample),
@@ -144,9 +145,9 @@ def _url(name, key, objects):
     return reverse(name, kwargs={"pk": obj.pk})
 
 
-def _client_for(client, role):
+def _client_for(client, role, objects):
     if role != "anonymous":
-        client.force_login(UserFactory(role=role))
+        client.force_login(objects["users"][role])
     return client
 
 
@@ -156,7 +157,7 @@ def _client_for(client, role):
 def test_role_url_matrix(client, objects, role, name):
     method, key, expected = MATRIX[name]
     url = _url(name, key, objects)
-    client = _client_for(client, role)
+    client = _client_for(client, role, objects)
     if method == "GET":
         response = client.get(url)
     else:
@@ -169,7 +170,7 @@ def test_role_url_matrix(client, objects, role, name):
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("name", sorted(ADMIN_PAGES))
-def test_admin_pages_by_role(client, role, name):
-    client = _client_for(client, role)
+def test_admin_pages_by_role(client, objects, role, name):
+    client = _client_for(client, role, objects)
     response = client.get(reverse(name))
     assert response.status_code == ADMIN_PAGES[name][role]

@@ -179,6 +179,8 @@ def _build_objects():
     objects = _Objects(technician)
     run = make_candidate_run(base=version, status="queued")
     objects.update(patient=patient, sample=sample, image=image, version=version, prediction=prediction, run=run)
+    # One user per role for every test (the test's savepoint undoes what its requests change).
+    objects["users"] = {role: UserFactory(role=None if role == "no-role" else role) for role in ROLES[1:]}
     for key in ("review", "review-image", "reviewed", "signed", "field", "review-field", "field-cell", "rejected-cell"):
         objects[key]  # built now, inside the module's transaction, not lazily inside one test's
     return objects
@@ -230,7 +232,7 @@ def test_api_role_matrix(objects, auth, role, name, method):
     key, body_kind, expected = MATRIX[(name, method)]
     client, user = APIClient(), None
     if role != "anonymous":
-        user = UserFactory(role=None if role == "no-role" else role)
+        user = objects["users"][role]
         if auth == "token":
             from rest_framework.authtoken.models import Token
 

@@ -7,7 +7,7 @@ import itertools
 from accounts.roles import Role
 from classifier.models import CandidateRun, CandidateRunStatus, ModelVersion
 
-from ..factories import UserFactory
+from ..factories import ModelVersionFactory, UserFactory
 
 _names = itertools.count(1)
 
@@ -30,17 +30,15 @@ def make_candidate_run(*, base: ModelVersion | None = None, status: str = Candid
     """A run from ``base`` (the active version, or a new one); a succeeded run has an inactive
     result version and a comparison."""
     n = next(_names)
-    base = base or ModelVersion.objects.filter(is_active=True).first() or ModelVersion.objects.create(
-        name=f"base-{n}", file_path="base.keras", sha256="b" * 64, threshold=0.5, is_active=True
+    base = base or ModelVersion.objects.filter(is_active=True).first() or ModelVersionFactory(
+        name=f"base-{n}", sha256="b" * 64, threshold=0.5, is_active=True
     )
     run = CandidateRun.objects.create(
         started_by=started_by or UserFactory(role=Role.ADMIN), base_version=base, status=status,
         cell_counts={"EOSINOPHIL": 60}, progress={"stage": "queued"},
     )
     if status == CandidateRunStatus.SUCCEEDED:
-        run.result_version = ModelVersion.objects.create(
-            name=f"{base.name}-lab-{run.pk}", file_path="cand.keras", sha256="c" * 64, threshold=0.6
-        )
+        run.result_version = ModelVersionFactory(name=f"{base.name}-lab-{run.pk}", sha256="c" * 64, threshold=0.6)
         run.comparison = {**COMPARISON, "base_version": base.name, **(comparison or {})}
         run.save()
     return run

@@ -13,7 +13,7 @@ from accounts.roles import Role
 from audit.models import AuditEvent
 from cases.errors import InvalidState, NotAllowed
 from classifier import adaptation
-from classifier.models import CandidateRun, CandidateRunStatus, ModelVersion
+from classifier.models import CandidateRun, CandidateRunStatus
 from review import services as reviews
 from training.adapt import CandidateFailed, Comparison, ModelFigures, Progress
 
@@ -175,8 +175,8 @@ def test_a_run_ends_as_an_inactive_registered_version_with_its_comparison(
         return FakeResult(kw["out_dir"], kw["name"])
 
     def fake_register(*, model_path, card_path, actor):
-        return ModelVersion.objects.create(name=json.loads(card_path.read_text())["name"], file_path=str(model_path),
-                                           card_path=str(card_path), sha256="c" * 64, threshold=0.6)
+        return ModelVersionFactory(name=json.loads(card_path.read_text())["name"], file_path=str(model_path),
+                                   card_path=str(card_path), sha256="c" * 64, threshold=0.6)
 
     monkeypatch.setattr("classifier.adaptation.train_candidate", fake_train)
     monkeypatch.setattr("classifier.services.model_version_register", fake_register)

@@ -3,11 +3,10 @@ the model (shared by the access-matrix tests)."""
 from __future__ import annotations
 
 from cases.models import CellImage, ImageStatus, SampleStatus, UploadKind
-from cases.services import CellCut, field_detection_store, images_upload, sample_transition
-from classifier.models import ModelVersion, Prediction
+from cases.services import CellCut, field_detection_store, image_set_status, images_upload, sample_transition
 from review import services as reviews
 
-from ..factories import SampleFactory, image_bytes
+from ..factories import ModelVersionFactory, PredictionFactory, SampleFactory, image_bytes
 
 
 def uploaded_field(technician, sample=None, *, shade: int = 0):
@@ -30,14 +29,10 @@ def reviewable_field(technician, *, shade: int = 0, doctor=None):
     ]
     cells = field_detection_store(field=field, detector="test-detector", rbc_count=20, platelet_count=3,
                                   elapsed_ms=1.0, cells=cuts)
-    version, _ = ModelVersion.objects.get_or_create(
-        name="test-model", defaults={"file_path": "x.keras", "sha256": "0" * 64, "threshold": 0.6, "is_active": True}
-    )
+    version = ModelVersionFactory(name="test-model", threshold=0.6, is_active=True)
     for cell in cells:
-        Prediction.objects.create(image=cell, model_version=version, predicted_class="NEUTROPHIL",
-                                  probabilities={"NEUTROPHIL": 0.9}, confidence=0.9, unidentified=False,
-                                  inference_ms=1.0)
-    CellImage.objects.filter(pk__in=[c.pk for c in cells]).update(status=ImageStatus.CLASSIFIED)
+        PredictionFactory(image=cell, model_version=version, predicted_class="NEUTROPHIL", confidence=0.9)
+        image_set_status(image=cell, status=ImageStatus.CLASSIFIED)
     sample = field.sample
     sample_transition(sample=sample, to_status=SampleStatus.CLASSIFYING)
     sample_transition(sample=sample, to_status=SampleStatus.AWAITING_REVIEW)
